@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv (if needed) and install the project into it. Usage: scripts/setup.sh [extras]
+#   TORCH_SPEC  pip spec for torch (default: the 2.14.1 / 0.29.1 pair these CPU machines have on
+#               local disk; on a CUDA machine set it to the build you want)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+if [ ! -x .venv/bin/python ]; then
+  "${PYTHON:-python3}" -m venv .venv
+fi
+py=.venv/bin/python
+"$py" -m pip install --quiet --upgrade pip
+if ! "$py" -c "import torch, torchvision" 2>/dev/null; then
+  # shellcheck disable=SC2086
+  "$py" -m pip install --quiet ${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}
+fi
+"$py" -m pip install --quiet -e ".${extras:+[$extras]}"

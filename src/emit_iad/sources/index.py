@@ -1,0 +1,212 @@
+"""The image index: one row per image of every configured dataset, with its defect geometry.
+
+Columns (see DESIGN.md): dataset, object, split, label, is_anomalous, image_path, mask_path,
+width, height, defect_area, defect_region, bbox. ``mask_path`` joins several masks (MVTec-LOCO)
+with ``;``. Paths are the configured root joined with the file's place in the layout, so an
+index built from a relative root stays valid in any clone of the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
+from emit_iad.sources.layouts import LAYOUTS, Candidate, normalise_layout
+from emit_iad.sources.regions import bounding_box, defect_area, defect_region
+
+INDEX_COLUMNS = [
+    "dataset", "object", "split", "label", "is_anomalous", "image_path", "mask_path",
+    "width", "height", "defect_area", "defect_region", "bbox",
+]  # fmt: skip
+REPORT_COLUMNS = ["dataset", "path", "reason", "fix"]
+ON_ERROR = ("fail", "skip")
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One dataset root; mirrors an entry of ``ingestion.sources``."""
+
+    name: str
+    layout: str
+    root: str
+    objects: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", normalise_layout(self.layout))
+
+    @classmethod
+    def from_params(cls, entry: dict) -> SourceConfig:
+        missing = {"name", "layout", "root"} - set(entry)
+        if missing:
+            raise IngestionError(
+                PARAMS_FILE,
+                f"source {entry!r} lacks {sorted(missing)}",
+                "give every entry of ingestion.sources a name, a layout and a root",
+                skippable=False,
+            )
+        objects = entry.get("objects")
+        return cls(
+            name=str(entry["name"]),
+            layout=entry["layout"],
+            root=str(entry["root"]),
+            objects=tuple(objects) if objects else None,
+        )
+
+
+def _decode(path: Path, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert(mode))
+    except _DECODE_ERRORS as exc:
+        raise IngestionError(
+            path,
+            f"cannot be decoded as an image ({type(exc).__name__}: {exc})",
+            f"replace the file with an intact copy, delete it, {skip_hint()}",
+        ) from None
+
+
+def inspect_candidate(c: Candidate) -> dict:
+    """Open the image (and its masks) of one candidate and measure the defect.
+
+    Raises :class:`IngestionError` naming the file for every problem with it.
+    """
+    image = _decode(c.image_path, "RGB")
+    height, width = image.shape[:2]
+    row = {
+        "dataset": c.dataset,
+        "object": c.object,
+        "split": c.split,
+        "label": c.label,
+        "is_anomalous": c.is_anomalous,
+        "image_path": c.image_path.as_posix(),
+        "mask_path": None,
+        "width": int(width),
+        "height": int(height),
+        "defect_area": 0.0,
+        "defect_region": None,
+        "bbox": None,
+    }
+    if not c.is_anomalous:
+        return row
+    if not c.mask_paths:
+        raise IngestionError(
+            c.image_path,
+            f"defective image ({c.label}) has no mask; expected {c.expected_mask}",
+            f"add the mask there, move the image out of the dataset, {skip_hint()}",
+        )
+    union = np.zeros((height, width), dtype=bool)
+    for mask_path in c.mask_paths:
+        mask = _decode(mask_path, "L")
+        if mask.shape != (height, width):
+            raise IngestionError(
+                mask_path,
+                f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {c.image_path.name} "
+                f"is {width}x{height}",
+                f"resize the mask to the image (nearest neighbour), {skip_hint()}",
+            )
+        union |= mask > 0
+    if not union.any():
+        raise IngestionError(
+            c.mask_paths[0],
+            "mask of a defective image is empty (no non-zero pixel)",
+            f"fix the mask, label the image `good` if it has no defect, {skip_hint()}",
+        )
+    row.update(
+        mask_path=";".join(p.as_posix() for p in c.mask_paths),
+        defect_area=defect_area(union),
+        defect_region=defect_region(union),
+        bbox=bounding_box(union),
+    )
+    return row
+
+
+def _safe_inspect(c: Candidate) -> dict | IngestionError:
+    try:
+        return inspect_candidate(c)
+    except IngestionError as err:
+        return err
+
+
+def build_image_index(
+    sources: Iterable[SourceConfig],
+    on_error: str = "fail",
+    workers: int = 4,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Index every image of every source; return ``(image_index, report)``.
+
+    With ``on_error="fail"`` the first problem (in path order) raises; with ``"skip"`` problem
+    files are left out and listed in the report (dataset, path, reason, fix). Problems with the
+    configuration itself (unknown layout, missing root) always raise.
+    """
+    if on_error not in ON_ERROR:
+        raise IngestionError(
+            PARAMS_FILE,
+            f"ingestion.on_error is {on_error!r}",
+            f"set it to one of {list(ON_ERROR)}",
+            skippable=False,
+        )
+    sources = list(sources)
+    names = [s.name for s in sources]
+    if not sources or len(set(names)) != len(names):
+        raise IngestionError(
+            PARAMS_FILE,
+            "ingestion.sources is empty" if not sources else f"duplicate source names {names}",
+            "list at least one source, each with a unique name",
+            skippable=False,
+        )
+    candidates: list[Candidate] = []
+    problems: list[IngestionError] = []
+    for src in sources:
+        for item in LAYOUTS[src.layout](src.name, Path(src.root), list(src.objects or []) or None):
+            (problems if isinstance(item, IngestionError) else candidates).append(item)
+    if problems and on_error == "fail":
+        raise problems[0]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL decodes without the GIL
+        results = pool.map(_safe_inspect, candidates)
+        if progress is not None:
+            results = progress(results, len(candidates))
+        rows = []
+        for res in results:
+            if isinstance(res, IngestionError):
+                if on_error == "fail":
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise res
+                problems.append(res)
+            else:
+                rows.append(res)
+
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    index = index.sort_values(["dataset", "object", "split", "label", "image_path"])
+    index = index.reset_index(drop=True)
+    report = pd.DataFrame(
+        [
+            {
+                "dataset": _dataset_of(p.path, sources),
+                "path": p.path,
+                "reason": p.reason,
+                "fix": p.fix,
+            }
+            for p in problems
+        ],
+        columns=REPORT_COLUMNS,
+    )
+    return index, report
+
+
+def _dataset_of(path: str, sources: list[SourceConfig]) -> str:
+    for s in sources:
+        root = Path(s.root).as_posix().rstrip("/")
+        if path == root or path.startswith(root + "/"):
+            return s.name
+    return ""

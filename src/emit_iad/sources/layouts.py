@@ -1,0 +1,170 @@
+"""Folder layouts of public anomaly-detection datasets, listed as candidate image records.
+
+Listing only looks at file names; :mod:`emit_iad.sources.index` opens the files. Supported:
+
+- ``mvtec_ad`` (also the synthetic generator's output)::
+
+      <object>/train/good/*.png   <object>/test/<label>/*.png
+      <object>/ground_truth/<label>/<stem>_mask.png
+
+- ``visa`` (the 1-class split written by VisA's own ``prepare_data.py``)::
+
+      <object>/train/good/*.JPG   <object>/test/{good,bad}/*.JPG
+      <object>/ground_truth/bad/<stem>.png
+
+- ``mvtec_loco``::
+
+      <object>/{train,validation}/good/*.png   <object>/test/<label>/*.png
+      <object>/ground_truth/<label>/<stem>/*.png   (one or more masks, united)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One image found on disk, before it is opened."""
+
+    dataset: str
+    object: str
+    split: str
+    label: str
+    image_path: Path
+    mask_paths: tuple[Path, ...]  # empty for normal images
+    expected_mask: Path | None  # where the mask should be, for error messages
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.label != "good"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _object_dirs(root: Path, objects: list[str] | None, splits: tuple[str, ...]) -> list[Path]:
+    if not root.is_dir():
+        raise IngestionError(
+            root,
+            "dataset root does not exist or is not a folder",
+            f"point `root` of this source in {PARAMS_FILE} at the dataset folder",
+            skippable=False,
+        )
+    if objects:
+        missing = [o for o in objects if not (root / o).is_dir()]
+        if missing:
+            raise IngestionError(
+                root,
+                f"object folder(s) {missing} not found",
+                f"fix `objects` of this source in {PARAMS_FILE} (found: {_listdir(root)})",
+                skippable=False,
+            )
+        return [root / o for o in objects]
+    found = [
+        p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and any((p / s).is_dir() for s in splits)
+    ]
+    if not found:
+        raise IngestionError(
+            root,
+            f"no object folders (folders with {' or '.join(splits)}/ inside) in the dataset root",
+            f"check the `layout` of this source in {PARAMS_FILE} and that `root` is the folder "
+            "that holds one folder per object",
+            skippable=False,
+        )
+    return found
+
+
+def _listdir(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir())[:20]
+
+
+def _label_dirs(obj_dir: Path, split: str) -> list[Path]:
+    folder = obj_dir / split
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _walk(
+    dataset: str,
+    root: Path,
+    objects: list[str] | None,
+    splits: tuple[str, ...],
+    masks_for: Callable[[Path, str, Path], tuple[tuple[Path, ...], Path]],
+) -> Iterator[Candidate | IngestionError]:
+    for obj_dir in _object_dirs(root, objects, splits):
+        count = 0
+        for split in splits:
+            for label_dir in _label_dirs(obj_dir, split):
+                label = label_dir.name
+                for image in _images(label_dir):
+                    count += 1
+                    masks, expected = ((), None)
+                    if label != "good":
+                        masks, expected = masks_for(obj_dir, label, image)
+                    yield Candidate(dataset, obj_dir.name, split, label, image, masks, expected)
+        if count == 0:
+            yield IngestionError(
+                obj_dir,
+                f"object folder holds no images under {'/, '.join(splits)}/",
+                f"add the images, remove the folder, {skip_hint()}",
+            )
+
+
+def _mvtec_masks(obj_dir: Path, label: str, image: Path) -> tuple[tuple[Path, ...], Path]:
+    expected = obj_dir / "ground_truth" / label / f"{image.stem}_mask.png"
+    return ((expected,) if expected.is_file() else ()), expected
+
+
+def _visa_masks(obj_dir: Path, label: str, image: Path) -> tuple[tuple[Path, ...], Path]:
+    expected = obj_dir / "ground_truth" / label / f"{image.stem}.png"
+    return ((expected,) if expected.is_file() else ()), expected
+
+
+def _loco_masks(obj_dir: Path, label: str, image: Path) -> tuple[tuple[Path, ...], Path]:
+    folder = obj_dir / "ground_truth" / label / image.stem
+    masks = tuple(_images(folder)) if folder.is_dir() else ()
+    return masks, folder / "000.png"
+
+
+def list_mvtec_ad(dataset: str, root: Path, objects: list[str] | None = None):
+    return _walk(dataset, root, objects, ("train", "test"), _mvtec_masks)
+
+
+def list_visa(dataset: str, root: Path, objects: list[str] | None = None):
+    return _walk(dataset, root, objects, ("train", "test"), _visa_masks)
+
+
+def list_mvtec_loco(dataset: str, root: Path, objects: list[str] | None = None):
+    return _walk(dataset, root, objects, ("train", "validation", "test"), _loco_masks)
+
+
+LAYOUTS: dict[str, Callable[..., Iterator[Candidate | IngestionError]]] = {
+    "mvtec_ad": list_mvtec_ad,
+    "synthetic": list_mvtec_ad,  # the generator writes MVTec-AD's layout
+    "visa": list_visa,
+    "mvtec_loco": list_mvtec_loco,
+}
+
+
+def normalise_layout(name: str) -> str:
+    """``"MVTec-AD"`` → ``"mvtec_ad"``; unknown names raise with the list of valid ones."""
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    if key not in LAYOUTS:
+        raise IngestionError(
+            PARAMS_FILE,
+            f"unknown dataset layout {name!r}",
+            f"use one of {sorted(LAYOUTS)} as `layout` of the source",
+            skippable=False,
+        )
+    return key

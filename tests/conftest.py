@@ -1,0 +1,86 @@
+"""Shared fixtures: a throw-away copy of the project for end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_COPIED = ["conf/base", "conf/logging.yml", "src", "pyproject.toml", "dvc.yaml", ".dvc/config",
+           ".telemetry", ".gitignore"]  # fmt: skip
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy what a Kedro/DVC run needs (no data, no stores) into ``dest``."""
+    for rel in _COPIED:
+        src = PROJECT_ROOT / rel
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target)
+    (dest / "conf/local").mkdir(parents=True, exist_ok=True)
+    for layer in (PROJECT_ROOT / "data").iterdir():
+        if layer.is_dir():
+            (dest / "data" / layer.name).mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+def edit_params(project: Path, stage: str, **changes) -> None:
+    """Set ``<stage>.<dotted.key>`` values in the copy's ``parameters_<stage>.yml``."""
+    path = project / f"conf/base/parameters_{stage}.yml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = params[stage]
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+SMALL_SYNTHETIC = {
+    "synthetic__n_train_good": 3,
+    "synthetic__n_test_good": 2,
+    "synthetic__n_test_per_defect": 2,
+    "synthetic__image_size": 64,
+}
+
+
+def _reset_mlflow_globals() -> None:
+    """Forget the experiment and run a previous in-process Kedro session left active."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run():
+        mlflow.end_run()
+    fluent._active_experiment_id = None
+    for var in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(var, None)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A small copy of the project as the working directory, with its own sqlite MLflow store.
+
+    The store's URI is made absolute: mlflow caches stores by URI, so the relative
+    ``sqlite:///mlflow.db`` of two copies would share one store within a test process.
+    """
+    dest = copy_project(tmp_path / "project")
+    edit_params(dest, "ingestion", **SMALL_SYNTHETIC)
+    mlflow_yml = dest / "conf/base/mlflow.yml"
+    mlflow_yml.write_text(
+        mlflow_yml.read_text().replace("sqlite:///mlflow.db", f"sqlite:///{dest / 'mlflow.db'}")
+    )
+    monkeypatch.chdir(dest)
+    _reset_mlflow_globals()
+    yield dest
+    _reset_mlflow_globals()

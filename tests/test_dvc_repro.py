@@ -1,0 +1,35 @@
+"""`dvc repro` in a temporary git repo: the first runs the stages, the second runs nothing."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def sh(*cmd, cwd):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def test_dvc_repro_twice_runs_nothing_the_second_time(project):
+    assert shutil.which("dvc", path=str(BIN))
+    sh("git", "init", "-q", cwd=project)
+    first = sh("dvc", "repro", cwd=project)
+    assert "Running stage 'ingestion'" in first
+    assert (project / "dvc.lock").is_file()
+    index = pd.read_parquet(project / "data/02_intermediate/image_index.parquet")
+    assert len(index) == 50
+
+    second = sh("dvc", "repro", cwd=project)
+    assert "Running stage" not in second
+    assert "up to date" in second
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project)
