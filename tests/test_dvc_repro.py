@@ -25,6 +25,8 @@ def test_dvc_repro_twice_runs_nothing_the_second_time(project):
     sh("git", "init", "-q", cwd=project)
     first = sh("dvc", "repro", cwd=project)
     assert "Running stage 'ingestion'" in first
+    assert "Running stage 'descriptions'" in first
+    assert first.index("'ingestion'") < first.index("'descriptions'")
     assert (project / "dvc.lock").is_file()
     index = pd.read_parquet(project / "data/02_intermediate/image_index.parquet")
     assert len(index) == 50
@@ -33,3 +35,11 @@ def test_dvc_repro_twice_runs_nothing_the_second_time(project):
     assert "Running stage" not in second
     assert "up to date" in second
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project)
+
+    # a parameter of the second stage re-runs only that stage
+    params = project / "conf/base/parameters_descriptions.yml"
+    params.write_text(
+        params.read_text().replace("instances_per_object: 6", "instances_per_object: 2")
+    )
+    third = sh("dvc", "repro", cwd=project)
+    assert "Running stage 'descriptions'" in third and "Running stage 'ingestion'" not in third

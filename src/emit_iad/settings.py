@@ -11,3 +11,7 @@ CONFIG_LOADER_ARGS = {
         "mlflow": ["mlflow*", "mlflow*/**"],
     },
 }
+
+from emit_iad.hooks import CredentialsHook  # noqa: E402
+
+HOOKS = (CredentialsHook(),)

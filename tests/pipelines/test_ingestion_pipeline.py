@@ -6,13 +6,15 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import edit_params
+from tests.conftest import _reset_mlflow_globals, edit_params
 from tests.sources.test_layouts import write_image
 
 pytestmark = pytest.mark.slow
 
 
 def run_pipeline(project, name):
+    """One `kedro run --pipelines=<name>`, in process (as if each were its own process)."""
+    _reset_mlflow_globals()
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
         return session.run(pipeline_name=name)

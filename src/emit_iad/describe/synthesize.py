@@ -1,0 +1,174 @@
+"""Run a description backend over the image index: the ``descriptions`` table and its report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+import pandas as pd
+
+from emit_iad.describe import mmad, openai_prompts, template
+from emit_iad.describe.tasks import (
+    DESCRIPTION_COLUMNS,
+    REPORT_COLUMNS,
+    DescriptionTask,
+    plan_tasks,
+)
+from emit_iad.llm_api import ChatClient, ClientConfig, Failure, Job, Usage
+
+log = logging.getLogger(__name__)
+BACKENDS = ("template", "openai", "mmad")
+PARAMS_FILE = "conf/base/parameters_descriptions.yml"
+
+
+@dataclass(frozen=True)
+class DescribeConfig:
+    """Mirrors ``descriptions`` in parameters_descriptions.yml."""
+
+    backend: str = "template"
+    seed: int = 0
+    instances_per_object: int = 6
+    instance_defect_share: float = 0.5
+    image_max_side: int = 512
+    mmad: dict = field(default_factory=dict)
+    llm: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"descriptions.backend is {self.backend!r}; use one of {list(BACKENDS)} "
+                f"in {PARAMS_FILE}"
+            )
+        if not 0.0 <= self.instance_defect_share <= 1.0 or self.instances_per_object < 0:
+            raise ValueError(
+                "descriptions.instance_defect_share must be in [0, 1] and instances_per_object >= 0"
+            )
+
+    @classmethod
+    def from_params(cls, params: dict) -> DescribeConfig:
+        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown descriptions setting(s) {unknown} in {PARAMS_FILE}")
+        return cls(**params)
+
+
+@dataclass
+class Outcome:
+    table: pd.DataFrame
+    report: pd.DataFrame
+    usage: Usage
+
+    def metrics(self) -> dict[str, float]:
+        counts = self.table.kind.value_counts()
+        out = {f"rows.{k}": float(counts.get(k, 0)) for k in ("normal", "defect", "instance")}
+        out["reported"] = float(len(self.report))
+        out.update(self.usage.as_metrics("llm"))
+        return out
+
+
+def _row(task: DescriptionTask, backend: str, **values) -> dict:
+    region = task.region if task.kind == "instance" else None  # an instance's own defect cell
+    return {**task.ident(), "region": region, "backend": backend, **values}
+
+
+def _problem(task: DescriptionTask, reason: str) -> dict:
+    return {**task.ident(), "reason": reason}
+
+
+def synthesize_descriptions(
+    index: pd.DataFrame,
+    config: DescribeConfig,
+    credentials: dict | None = None,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> Outcome:
+    """Describe every object of the index with the configured backend.
+
+    Tasks a backend cannot do (no normal image, no MMAD entry, a reply still invalid after its
+    retries) are listed in the report with the reason, never stored as descriptions.
+    """
+    if index.empty:
+        raise ValueError("the image index is empty: run the ingestion stage first")
+    tasks = plan_tasks(
+        index, config.instances_per_object, config.instance_defect_share, config.seed
+    )
+    rows: list[dict] = []
+    problems: list[dict] = []
+    usage = Usage()
+    if config.backend == "template":
+        rows = [_row(t, "template", **template.describe(t, index)) for t in tasks]
+    elif config.backend == "mmad":
+        rows, problems = _mmad(tasks, index, config.mmad)
+    else:
+        rows, problems, usage = _openai(tasks, config, credentials or {}, progress)
+    table = pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)
+    report = pd.DataFrame(problems, columns=REPORT_COLUMNS)
+    if len(report):
+        log.warning("%d description(s) could not be made; see the descriptions report", len(report))
+    return Outcome(table, report, usage)
+
+
+def _mmad(tasks, index, settings: dict) -> tuple[list[dict], list[dict]]:
+    path = settings.get("domain_knowledge")
+    if not path:
+        raise ValueError(f"set descriptions.mmad.domain_knowledge in {PARAMS_FILE}")
+    knowledge = mmad.load_domain_knowledge(path)
+    aliases = {**mmad.DEFAULT_ALIASES, **(settings.get("aliases") or {})}
+    rows, problems = [], []
+    for t in tasks:
+        if t.kind == "instance":  # MMAD has no instance texts: compose them offline
+            rows.append(_row(t, "template", **template.describe(t, index)))
+            continue
+        key = "good" if t.kind == "normal" else t.defect
+        found = mmad.lookup(knowledge, t.dataset, t.object, key, aliases)
+        if found is None:
+            problems.append(_problem(t, f"no entry {t.dataset}/{t.object}/{key} in {path}"))
+            continue
+        _, text, effect = found
+        digest = mmad.entry_hash(t.dataset, t.object, key, text)
+        rows.append(
+            _row(t, "mmad", text=text, effect=effect, model=mmad.MMAD_MODEL, request_hash=digest)
+        )
+    return rows, problems
+
+
+def _openai(tasks, config: DescribeConfig, credentials: dict, progress):
+    client_config = ClientConfig.from_params(config.llm)
+    client = ChatClient(
+        client_config,
+        api_key=credentials.get("api_key"),
+        organization=credentials.get("organization"),
+        base_url=credentials.get("base_url"),
+    )
+    problems, runnable = [], []
+    for t in tasks:
+        needs = t.reference_path if t.kind == "normal" else t.image_path
+        if needs is None:
+            problems.append(_problem(t, "no normal image of this object to show the model"))
+        else:
+            runnable.append(t)
+    jobs = [
+        Job(
+            openai_prompts.messages(t, config.image_max_side),
+            partial(openai_prompts.parse_reply, t.kind),
+        )
+        for t in runnable
+    ]
+    rows = []
+    for t, result in zip(runnable, client.map(jobs, progress), strict=True):
+        if isinstance(result, Failure):
+            problems.append(_problem(t, result.reason))
+            continue
+        text, effect = result.value
+        rows.append(
+            _row(t, "openai", text=text, effect=effect, model=client_config.model,
+                 request_hash=result.key)
+        )  # fmt: skip
+    usage = client.budget.usage
+    log.info(
+        "LLM: %d requests, %d cache hits, %d+%d tokens, $%.4f",
+        usage.requests, usage.cache_hits, usage.prompt_tokens, usage.completion_tokens,
+        usage.cost_usd,
+    )  # fmt: skip
+    return rows, problems, usage

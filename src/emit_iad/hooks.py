@@ -1,0 +1,25 @@
+"""Kedro hooks of the project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+# Credential blocks of conf/local/credentials.yml that nodes receive as `<name>_credentials`.
+CREDENTIAL_BLOCKS = ("openai",)
+
+
+class CredentialsHook:
+    """Hand credential blocks to the nodes that need them, as in-memory catalog entries.
+
+    Kedro passes credentials only to datasets; a description node talks to an API instead, so
+    it receives ``openai_credentials`` (``api_key``, ``base_url``, ``organization``; empty when
+    absent, and the client then reads ``OPENAI_API_KEY``). Memory datasets are never logged as
+    parameters, so the key stays out of MLflow.
+    """
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any, conf_creds: dict[str, Any], **_: Any) -> None:
+        for block in CREDENTIAL_BLOCKS:
+            catalog[f"{block}_credentials"] = dict((conf_creds or {}).get(block) or {})

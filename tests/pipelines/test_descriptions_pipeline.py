@@ -1,0 +1,62 @@
+"""`descriptions` in a real Kedro session: offline default, and openai against a local server."""
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import edit_params
+from tests.fake_openai import FakeOpenAI
+from tests.pipelines.test_ingestion_pipeline import run_pipeline
+
+pytestmark = pytest.mark.slow
+SECRET = "sk-proj-SECRET-do-not-log-4242"
+
+
+def _runs(project):
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("emit-iad")
+    runs = sorted(client.search_runs([exp.experiment_id]), key=lambda r: r.info.start_time)
+    return client, {r.info.run_name: r for r in runs}  # the newest run of each name
+
+
+def test_offline_default_writes_template_descriptions(project):
+    run_pipeline(project, "ingestion")
+    run_pipeline(project, "descriptions")
+    table = pd.read_parquet(project / "data/03_primary/descriptions.parquet")
+    assert set(table.kind) == {"normal", "defect", "instance"}
+    assert (table.backend == "template").all()
+    assert table.groupby("kind").size().to_dict() == {"defect": 15, "instance": 24, "normal": 4}
+    _, runs = _runs(project)
+    run = runs["descriptions"]
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["descriptions.rows.defect"] == 15
+    assert run.data.params["descriptions.backend"] == "template"
+
+
+def test_openai_backend_with_credentials_never_leaks_the_key(project):
+    (project / "conf/local/credentials.yml").write_text(f"openai:\n  api_key: {SECRET}\n")
+    run_pipeline(project, "ingestion")
+    with FakeOpenAI(fault_rate=0.2, seed=1, faults=("429", "500", "drop", "not_json")) as server:
+        with (project / "conf/local/credentials.yml").open("a") as fh:
+            fh.write(f"  base_url: {server.url}\n")
+        edit_params(project, "descriptions", backend="openai", llm__timeout_s=2.0,
+                    llm__cache_dir="data/cache/llm")  # fmt: skip
+        run_pipeline(project, "descriptions")
+        assert {r["auth"] for r in server.requests} == {f"Bearer {SECRET}"}
+        sent = len(server.requests)
+        run_pipeline(project, "descriptions")
+        assert len(server.requests) == sent  # second run: everything from the cache
+
+    table = pd.read_parquet(project / "data/03_primary/descriptions.parquet")
+    assert len(table) == 43 and (table.backend == "openai").all()
+    client, runs = _runs(project)
+    run = client.get_run(runs["descriptions"].info.run_id)
+    assert run.data.metrics["descriptions.llm.cache_hits"] == 43
+    assert run.data.metrics["descriptions.llm.requests"] == 0
+
+    leaks = [
+        str(p) for p in project.rglob("*")
+        if p.is_file() and "conf/local" not in str(p) and SECRET.encode() in p.read_bytes()
+    ]  # fmt: skip
+    assert leaks == [], f"API key found in {leaks}"
+    assert any(p.name == "mlflow.db" for p in project.iterdir())  # the store was searched too
