@@ -26,7 +26,7 @@ def test_dvc_repro_twice_runs_nothing_the_second_time(project):
     first = sh("dvc", "repro", cwd=project)
     assert "Running stage 'ingestion'" in first
     assert "Running stage 'descriptions'" in first
-    assert first.index("'ingestion'") < first.index("'descriptions'")
+    assert first.index("'ingestion'") < first.index("'descriptions'") < first.index("'qa'")
     assert (project / "dvc.lock").is_file()
     index = pd.read_parquet(project / "data/02_intermediate/image_index.parquet")
     assert len(index) == 50
@@ -43,3 +43,4 @@ def test_dvc_repro_twice_runs_nothing_the_second_time(project):
     )
     third = sh("dvc", "repro", cwd=project)
     assert "Running stage 'descriptions'" in third and "Running stage 'ingestion'" not in third
+    assert "Running stage 'qa'" in third  # its input changed

@@ -103,7 +103,7 @@ def describe(task: DescriptionTask, index: pd.DataFrame) -> dict:
     elif task.kind == "defect":
         traits, effect = defect_traits(task.defect)
         stats = _defect_stats(index, task.dataset, task.object, task.defect)
-        text = f"{readable(task.defect).capitalize()} on the {obj}: {traits}{stats}."
+        text = f"{traits[0].upper()}{traits[1:]}{stats}."  # traits only: no name to give away
         effect = effect[0].upper() + effect[1:] + "."
     elif task.defect is None:
         traits = object_traits(task.object, task.dataset)

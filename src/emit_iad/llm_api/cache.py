@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from emit_iad.atomic import atomic_file
 
 
 def request_key(payload: dict[str, Any]) -> str:
@@ -45,16 +45,8 @@ class ReplyCache:
             return None
 
     def put(self, key: str, value: dict) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(value, fh, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self._path(key)) as fh:
+            json.dump(value, fh, ensure_ascii=False)
 
     def __contains__(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -18,9 +18,6 @@ the same seed gives byte-identical files whatever objects or counts are chosen a
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from emit_iad.atomic import atomic_directory
 
 Array = np.ndarray
 
@@ -354,11 +353,8 @@ def write_synthetic_dataset(
     so a crash never leaves a half-written dataset.
     """
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is ordinary project data
     rows = []
-    try:
+    with atomic_directory(root) as tmp:
         items = plan(config)
         for obj, split, label, i in progress(items) if progress else items:
             img, mask = render_sample(config, obj, label, i, split)
@@ -366,26 +362,11 @@ def write_synthetic_dataset(
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(tmp / rel)
             row = {"object": obj, "split": split, "label": label, "image_path": rel.as_posix()}
+            row["mask_path"] = None
             if mask is not None:
                 mrel = Path(obj, "ground_truth", label, f"{i:03d}_mask.png")
                 (tmp / mrel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(mask).save(tmp / mrel)
                 row["mask_path"] = mrel.as_posix()
-            else:
-                row["mask_path"] = None
             rows.append(row)
-        _replace_dir(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return rows
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

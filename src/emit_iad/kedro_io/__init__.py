@@ -1,0 +1,6 @@
+"""Kedro datasets the project needs (the only library package besides pipelines/ that imports
+Kedro)."""
+
+from emit_iad.kedro_io.mmad_benchmark import MMADBenchmarkDataset
+
+__all__ = ["MMADBenchmarkDataset"]

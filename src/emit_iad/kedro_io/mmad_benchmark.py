@@ -1,0 +1,52 @@
+"""A benchmark folder in MMAD's format: ``mmad.json`` plus the images it names, under one root."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kedro.io import AbstractDataset, DatasetError
+from PIL import Image
+
+from emit_iad.atomic import atomic_directory
+
+
+class MMADBenchmarkDataset(AbstractDataset[dict, dict]):
+    """Saves ``{"mmad": <mmad.json content>, "files": {relative path: [source paths]}}``.
+
+    Each file is copied to ``<folder>/<relative path>``; several sources (MVTec-LOCO masks) are
+    united into one mask. The folder is written under a temporary name and swapped in whole, so
+    a failed save never leaves half a benchmark. Loading returns
+    ``{"mmad_json": <folder>/mmad.json, "image_root": <folder>}``, which MMAD's own scripts and
+    the evaluation stage both read.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._folder = Path(filepath)
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._folder)}
+
+    def _exists(self) -> bool:
+        return (self._folder / "mmad.json").is_file()
+
+    def load(self) -> dict:
+        if not self._exists():
+            raise DatasetError(f"{self._folder / 'mmad.json'} not found: run the qa stage first")
+        return {"mmad_json": str(self._folder / "mmad.json"), "image_root": str(self._folder)}
+
+    def save(self, data: dict) -> None:
+        with atomic_directory(self._folder) as tmp:
+            for rel, sources in sorted(data["files"].items()):
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if len(sources) == 1:
+                    shutil.copyfile(sources[0], target)
+                else:
+                    masks = [np.asarray(Image.open(s).convert("L")) > 0 for s in sources]
+                    Image.fromarray(np.logical_or.reduce(masks).astype(np.uint8) * 255).save(target)
+            (tmp / "mmad.json").write_text(json.dumps(data["mmad"], indent=1, ensure_ascii=False))

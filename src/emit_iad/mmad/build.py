@@ -1,0 +1,200 @@
+"""Build the question sets of the qa stage: splits, templates, questions, balance, checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from emit_iad.mmad.format import image_key
+from emit_iad.mmad.questions import (
+    Knowledge,
+    build_catalog,
+    finalize,
+    image_drafts,
+    validate_questions,
+)
+from emit_iad.mmad.splits import assign_splits
+from emit_iad.mmad.templates import random_templates, thumbnail_embeddings, top_k_similar
+
+log = logging.getLogger(__name__)
+PARAMS_FILE = "conf/base/parameters_qa.yml"
+REPORT_COLUMNS = ["split", "dataset", "object", "type", "reason"]
+
+
+@dataclass(frozen=True)
+class QAConfig:
+    """Mirrors ``qa`` in parameters_qa.yml."""
+
+    seed: int = 0
+    split: dict = field(default_factory=lambda: {"train": 0.6, "val": 0.15, "test": 0.25})
+    holdout_objects: tuple[str, ...] = ()
+    n_templates: int = 3
+    text_query_share: float = 0.15
+    balance_train: bool = True
+
+    @classmethod
+    def from_params(cls, params: dict) -> QAConfig:
+        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown qa setting(s) {unknown} in {PARAMS_FILE}")
+        params = {**params, "holdout_objects": tuple(params.get("holdout_objects") or ())}
+        config = cls(**params)
+        if not 0 <= config.text_query_share <= 1 or config.n_templates < 0:
+            raise ValueError(
+                f"qa.text_query_share must be in [0, 1] and n_templates >= 0 ({PARAMS_FILE})"
+            )
+        return config
+
+
+@dataclass
+class QASets:
+    questions: pd.DataFrame  # all splits
+    report: pd.DataFrame
+    template_keys: dict[str, str]  # index path -> benchmark key, for every image used
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.questions[self.questions.split == name].reset_index(drop=True)
+
+
+def _skip(split: str, dataset: str, obj: str, what: str, reason: str) -> dict:
+    return {"split": split, "dataset": dataset, "object": obj, "type": what, "reason": reason}
+
+
+def _templates(index, splits, k, seed, progress) -> tuple[dict, dict, list[dict]]:
+    """Similar and random templates per image path: normal *training* images of its object."""
+    similar, rand, skipped = {}, {}, []
+    groups = list(index.groupby(["dataset", "object"], sort=True))
+    for (ds, obj), rows in progress(groups, len(groups)) if progress else groups:
+        cands = rows[(~rows.is_anomalous) & (splits.loc[rows.index] == "train")].image_path.tolist()
+        paths = rows.image_path.tolist()
+        if not cands or k == 0:
+            if k:
+                reason = "no normal training image: questions are 0-shot"
+                skipped.append(_skip("all", ds, obj, "templates", reason))
+            similar.update({q: [] for q in paths})
+            rand.update({q: [] for q in paths})
+            continue
+        emb = thumbnail_embeddings(paths)
+        pos = {p: i for i, p in enumerate(paths)}
+        cand_emb = emb[[pos[c] for c in cands]]
+        exclude = np.array([[c == q for c in cands] for q in paths])
+        top = top_k_similar(emb, cand_emb, k, exclude)
+        for i, q in enumerate(paths):
+            similar[q] = [cands[j] for j in top[i] if cands[j] != q]
+            rand[q] = random_templates(cands, q, k, seed)
+    return similar, rand, skipped
+
+
+def build_question_sets(
+    index: pd.DataFrame,
+    descriptions: pd.DataFrame,
+    config: QAConfig,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> QASets:
+    if index.empty:
+        raise ValueError("the image index is empty: run the ingestion stage first")
+    index = index.reset_index(drop=True)
+    splits = assign_splits(index, config.split, config.seed, list(config.holdout_objects))
+    keys = {
+        r.image_path: image_key(r.dataset, r.object, r.split, r.label, r.image_path)
+        for r in index.itertuples()
+    }
+    similar, rand, skipped = _templates(index, splits, config.n_templates, config.seed, progress)
+    know = Knowledge(descriptions)
+    catalog = build_catalog(index, know)
+    drafts = []
+    rng = np.random.default_rng(config.seed)
+    for i, img in index.iterrows():
+        base = {
+            "id": keys[img.image_path], "split": splits[i], "dataset": img.dataset,
+            "object": img.object, "query_image": img.image_path, "query_key": keys[img.image_path],
+            "query_text": None, "mask_path": img.mask_path,
+            "similar_templates": similar[img.image_path], "random_templates": rand[img.image_path],
+        }  # fmt: skip
+        new, why = image_drafts(img, base, know, catalog, rng)
+        drafts += new
+        skipped += why
+    text_drafts, why = _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config)
+    drafts += text_drafts
+    skipped += why
+    questions, short = finalize(drafts, config.seed)
+    skipped += short
+    if config.balance_train:
+        questions = oversample_balance(questions, config.seed)
+    validate_questions(questions)
+    report = (
+        pd.DataFrame(skipped, columns=REPORT_COLUMNS)
+        .groupby(REPORT_COLUMNS, dropna=False).size().rename("questions").reset_index()
+    )  # fmt: skip
+    return QASets(questions, report, keys)
+
+
+def _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config):
+    """EMIT's text-as-query: a normal training image + a description of a (defective) instance.
+
+    Only instances whose own image is in the training split are used, so no test image leaks
+    into training through its description.
+    """
+    drafts, skipped = [], []
+    if config.text_query_share <= 0:
+        return drafts, skipped
+    train = index[splits == "train"]
+    by_path = index.set_index("image_path")
+    for (ds, obj), rows in train.groupby(["dataset", "object"], sort=True):
+        inst = know.instances[
+            (know.instances.dataset == ds) & (know.instances.object == obj)
+            & know.instances.image_path.isin(rows.image_path)
+        ]  # fmt: skip
+        normals = rows[~rows.is_anomalous].image_path.sort_values().tolist()
+        n = min(len(inst), round(config.text_query_share * len(rows)))
+        if not normals or n == 0:
+            if len(inst) == 0:
+                reason = "no instance description of a training image"
+                skipped.append(_skip("train", ds, obj, "text query", reason))
+            continue
+        rng = np.random.default_rng([config.seed, len(normals), len(inst)])
+        for r in inst.sort_values("image_path").head(n).itertuples():
+            source = by_path.loc[r.image_path]
+            query = normals[rng.integers(len(normals))]
+            img = pd.Series({"dataset": ds, "object": obj, "label": source.label,
+                             "is_anomalous": bool(source.is_anomalous),
+                             "defect_region": source.defect_region})  # fmt: skip
+            base = {
+                "id": f"text::{keys[r.image_path]}", "split": "train", "dataset": ds,
+                "object": obj, "query_image": query, "query_key": keys[query],
+                "query_text": r.text, "mask_path": None,
+                "similar_templates": similar[query], "random_templates": rand[query],
+            }  # fmt: skip
+            new, why = image_drafts(img, base, know, catalog, rng)
+            drafts += new
+            skipped += why
+    return drafts, skipped
+
+
+def oversample_balance(questions: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Duplicate the minority class (normal or defective query images) per training object until
+    both have as many images, as EMIT does; copies get ``#dup<k>`` ids."""
+    train = questions[(questions.split == "train") & questions.query_text.isna()]
+    extra = []
+    for _, rows in train.groupby(["dataset", "object"], sort=True):
+        per_image = rows.groupby("query_key").defect.first()
+        normal = sorted(per_image[per_image.isna()].index)
+        defective = sorted(per_image[per_image.notna()].index)
+        if not normal or not defective or len(normal) == len(defective):
+            continue
+        minority, gap = (normal, len(defective) - len(normal)) if len(normal) < len(defective) \
+            else (defective, len(normal) - len(defective))  # fmt: skip
+        rng = np.random.default_rng([seed, len(normal), len(defective)])
+        rounds = -(-gap // len(minority))  # every image once before any twice
+        order = np.concatenate([rng.permutation(len(minority)) for _ in range(rounds)])[:gap]
+        for k, i in enumerate(order):
+            copy = rows[rows.query_key == minority[i]].copy()
+            copy["id"] = copy["id"] + f"#dup{k}"
+            extra.append(copy)
+    if not extra:
+        return questions
+    return pd.concat([questions, *extra]).sort_values("id", kind="stable").reset_index(drop=True)

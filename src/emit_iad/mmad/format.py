@@ -1,0 +1,137 @@
+"""MMAD's ``mmad.json``: write question tables as it, and read it (ours or MMAD's own) back.
+
+``mmad.json`` is a dict keyed by the query image's path relative to the benchmark root
+(``<dataset>/<object>/...``); each value has ``conversation`` (``Question``, ``Answer`` letter,
+``Options`` {letter: text}, ``type``), ``mask_path`` (relative to ``<dataset>/<object>/``, empty
+for normal images), ``similar_templates`` and ``random_templates`` (relative to the root).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from emit_iad.mmad import protocol as p
+
+
+class MMADFormatError(ValueError):
+    pass
+
+
+def image_key(dataset: str, obj: str, source_split: str, label: str, path: str) -> str:
+    """Benchmark-relative key of an indexed image: ``<dataset>/<object>/<split>/<label>/<file>``.
+
+    >>> image_key("VisA", "candle", "test", "bad", "/data/VisA/candle/test/bad/0001.JPG")
+    'VisA/candle/test/bad/0001.JPG'
+    """
+    return f"{dataset}/{obj}/{source_split}/{label}/{Path(path).name}"
+
+
+def mask_key(obj_label: str, path: str) -> str:
+    """Mask path relative to ``<dataset>/<object>/`` as MMAD writes it."""
+    return f"ground_truth/{obj_label}/{Path(path).stem.removesuffix('_mask')}_mask.png"
+
+
+def to_mmad(questions: pd.DataFrame, template_keys: dict[str, str]) -> dict:
+    """Image-query questions → ``mmad.json`` content (text-as-query rows are not MMAD's)."""
+    out: dict[str, dict] = {}
+    rows = questions[questions.query_text.isna()]
+    for key, group in rows.groupby("query_key", sort=True):
+        first = group.iloc[0]
+        mask = ""
+        if isinstance(first.defect, str) and isinstance(first.mask_path, str):
+            mask = mask_key(first.defect, first.mask_path.split(";")[0])
+        out[key] = {
+            "image_path": key,
+            "conversation": [
+                {
+                    "Question": r.question,
+                    "Answer": r.answer,
+                    "Options": {p.LETTERS[i]: o for i, o in enumerate(r.options)},
+                    "type": r.type,
+                }
+                for r in group.sort_values("id").itertuples()
+            ],
+            "mask_path": mask,
+            "similar_templates": [template_keys[t] for t in first.similar_templates],
+            "random_templates": [template_keys[t] for t in first.random_templates],
+        }
+    return out
+
+
+def benchmark_files(
+    questions: pd.DataFrame, mmad: dict, template_keys: dict[str, str]
+) -> dict[str, list[str]]:
+    """Every file an ``mmad.json`` names, as {path relative to the root: source paths}.
+
+    A mask with several sources (MVTec-LOCO) is to be united into one file.
+    """
+    source = {key: path for path, key in template_keys.items()}
+    files: dict[str, list[str]] = {}
+    for key, entry in mmad.items():
+        files[key] = [source[key]]
+        for t in entry["similar_templates"] + entry["random_templates"]:
+            files[t] = [source[t]]
+    for r in questions.drop_duplicates("query_key").itertuples():
+        if r.query_key in mmad and isinstance(r.mask_path, str) and isinstance(r.defect, str):
+            rel = f"{r.dataset}/{r.object}/{mmad[r.query_key]['mask_path']}"
+            files[rel] = r.mask_path.split(";")
+    return files
+
+
+def read_mmad(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MMADFormatError(f"{path}: not found; set evaluation.mmad_json") from None
+    except json.JSONDecodeError as exc:
+        raise MMADFormatError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise MMADFormatError(f"{path}: expected an object keyed by image path")
+    return data
+
+
+def from_mmad(data: dict, image_root: str | Path = "") -> pd.DataFrame:
+    """One row per question of an ``mmad.json`` (ours or MMAD's), paths joined to the root.
+
+    Raises :class:`MMADFormatError` naming the entry for anything malformed.
+    """
+    root = Path(image_root)
+    rows = []
+    for key in sorted(data):
+        entry = data[key]
+        conv = entry.get("conversation") if isinstance(entry, dict) else None
+        if not isinstance(conv, list):
+            raise MMADFormatError(f"entry {key!r}: no `conversation` list")
+        parts = key.split("/")
+        dataset, obj = (parts[0], parts[1]) if len(parts) > 2 else ("", "")
+        seen: dict[str, int] = {}
+        for i, q in enumerate(conv):
+            try:
+                options = q["Options"]
+                letters = sorted(options)
+                qtype, answer, question = q["type"], q["Answer"], q["Question"]
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise MMADFormatError(f"entry {key!r}, question {i}: missing {exc}") from None
+            if letters != list(p.LETTERS[: len(letters)]):
+                raise MMADFormatError(
+                    f"entry {key!r}, question {i}: options {letters} are not A, B, ... (max 5)"
+                )
+            n = seen.get(qtype, 0)
+            seen[qtype] = n + 1
+            mask = entry.get("mask_path") or None
+            rows.append({
+                "id": f"{key}::{qtype}" + (f"#{n}" if n else ""),
+                "split": "test", "dataset": dataset, "object": obj,
+                "defect": None, "region": None,
+                "query_image": str(root / key), "query_key": key, "query_text": None,
+                "mask_path": str(root / dataset / obj / mask) if mask else None,
+                "similar_templates": [str(root / t) for t in entry.get("similar_templates") or []],
+                "random_templates": [str(root / t) for t in entry.get("random_templates") or []],
+                "question": question, "options": [options[x] for x in letters],
+                "answer": answer, "type": qtype,
+            })  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,41 @@
+"""ingestion → descriptions → qa in a real Kedro session on the synthetic default."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from emit_iad.mmad import protocol as p
+from emit_iad.mmad.format import from_mmad, read_mmad
+from tests.pipelines.test_ingestion_pipeline import run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def test_qa_writes_questions_and_an_mmad_benchmark(project):
+    for stage in ("ingestion", "descriptions", "qa"):
+        run_pipeline(project, stage)
+    train = pd.read_parquet(project / "data/05_model_input/train_questions.parquet")
+    val = pd.read_parquet(project / "data/05_model_input/val_questions.parquet")
+    assert set(train.type) == set(p.QUESTION_TYPES) and len(val) > 0
+    assert train.query_text.notna().any()  # text-as-query samples
+
+    root = project / "data/05_model_input/test_benchmark"
+    bench = from_mmad(read_mmad(root / "mmad.json"), root)
+    assert set(bench.type) == set(p.QUESTION_TYPES)
+    for r in bench.itertuples():
+        assert Path(r.query_image).is_file()
+        assert all(Path(t).is_file() for t in r.similar_templates + r.random_templates)
+        if isinstance(r.mask_path, str):
+            assert Path(r.mask_path).is_file()
+    assert not set(bench.query_key) & set(train.query_key)
+    assert not [f for f in os.listdir(root.parent) if f.startswith(".")]  # no temp folders
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("emit-iad")
+    [run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "qa"]
+    assert run.data.metrics["qa.test.questions"] == len(bench)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"qa_questions.png", "qa_summary.csv", "qa_report.csv"} <= artifacts
