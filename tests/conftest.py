@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests build what they need; nothing is downloaded
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +85,23 @@ def project(tmp_path, monkeypatch) -> Path:
     _reset_mlflow_globals()
     yield dest
     _reset_mlflow_globals()
+
+
+@pytest.fixture(scope="session")
+def sets(tmp_path_factory):
+    """(image index, descriptions, question sets) on a small synthetic dataset, built once."""
+    from emit_iad.describe import DescribeConfig, synthesize_descriptions
+    from emit_iad.mmad.build import QAConfig, build_question_sets
+    from emit_iad.sources import (
+        SourceConfig,
+        SyntheticConfig,
+        build_image_index,
+        write_synthetic_dataset,
+    )
+
+    root = tmp_path_factory.mktemp("qa") / "synthetic"
+    config = SyntheticConfig(image_size=64, n_train_good=8, n_test_good=4, n_test_per_defect=4)
+    write_synthetic_dataset(root, config)
+    index, _ = build_image_index([SourceConfig("synthetic", "synthetic", str(root))])
+    desc = synthesize_descriptions(index, DescribeConfig(instances_per_object=8)).table
+    return index, desc, build_question_sets(index, desc, QAConfig(text_query_share=0.2))

@@ -13,21 +13,9 @@ from emit_iad.mmad.format import MMADFormatError, from_mmad, to_mmad
 from emit_iad.mmad.questions import option_text
 from emit_iad.sources import (
     SourceConfig,
-    SyntheticConfig,
     build_image_index,
-    write_synthetic_dataset,
 )
 from tests.sources.test_layouts import write_image, write_mask
-
-
-@pytest.fixture(scope="module")
-def sets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qa") / "synthetic"
-    write_synthetic_dataset(root, SyntheticConfig(image_size=64, n_train_good=8, n_test_good=4,
-                                                  n_test_per_defect=4))  # fmt: skip
-    index, _ = build_image_index([SourceConfig("synthetic", "synthetic", str(root))])
-    desc = synthesize_descriptions(index, DescribeConfig(instances_per_object=8)).table
-    return index, desc, build_question_sets(index, desc, QAConfig(text_query_share=0.2))
 
 
 def test_every_type_is_built_with_mmad_names(sets):

@@ -1,4 +1,4 @@
-"""ingestion → descriptions → qa in a real Kedro session on the synthetic default."""
+"""ingestion → descriptions → qa → model in real Kedro sessions on the synthetic default."""
 
 import os
 from pathlib import Path
@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.format import from_mmad, read_mmad
+from emit_iad.vlm.bundle import VLM
 from tests.pipelines.test_ingestion_pipeline import run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -39,3 +40,11 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     assert run.data.metrics["qa.test.questions"] == len(bench)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"qa_questions.png", "qa_summary.csv", "qa_report.csv"} <= artifacts
+
+    run_pipeline(project, "model")
+    base = VLM.load(project / "data/06_models/base")
+    assert type(base.model).__name__ == "InternVLForConditionalGeneration"
+    assert base.fewshot is not None and base.meta["source"] == "tiny"
+    [model_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "model"]
+    assert 0.0 <= model_run.data.metrics["model.heatmap.pixel_auroc"] <= 1.0
+    assert (project / "data/08_reporting/heatmap_overlays.png").stat().st_size > 5000

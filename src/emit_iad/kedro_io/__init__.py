@@ -2,5 +2,6 @@
 Kedro)."""
 
 from emit_iad.kedro_io.mmad_benchmark import MMADBenchmarkDataset
+from emit_iad.kedro_io.vlm_directory import VLMDirectoryDataset
 
-__all__ = ["MMADBenchmarkDataset"]
+__all__ = ["MMADBenchmarkDataset", "VLMDirectoryDataset"]

@@ -1,0 +1,37 @@
+"""Model directories (``save_pretrained`` + adapter + few-shot module) as a Kedro dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from emit_iad.vlm.bundle import VLM
+
+
+class VLMDirectoryDataset(AbstractDataset[VLM, VLM]):
+    """Saves a :class:`~emit_iad.vlm.bundle.VLM` atomically to a folder and loads it back.
+
+    ``load_args``: ``dtype`` (auto, float32, bfloat16 …) and ``device`` (cpu, cuda …).
+    """
+
+    def __init__(self, filepath: str, load_args: dict | None = None,
+                 metadata: dict[str, Any] | None = None):  # fmt: skip
+        self._folder = Path(filepath)
+        self._load_args = {"dtype": "auto", "device": "cpu", **(load_args or {})}
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._folder), "load_args": self._load_args}
+
+    def _exists(self) -> bool:
+        return (self._folder / "emit_iad.json").is_file()
+
+    def load(self) -> VLM:
+        if not self._exists():
+            raise DatasetError(f"{self._folder}: no model here yet; run the stage that writes it")
+        return VLM.load(self._folder, **self._load_args)
+
+    def save(self, data: VLM) -> None:
+        data.save(self._folder)

@@ -1,0 +1,24 @@
+"""Thin adapters between the catalog and :mod:`emit_iad.vlm`."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from emit_iad.vlm.build import ModelConfig, build_base_model, corpus
+from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.heatmap_eval import heatmap_sanity
+
+
+def build_model(train_questions, val_questions, descriptions, model: dict) -> VLM:
+    config = ModelConfig.from_params(model)
+    return build_base_model(config, corpus(train_questions, val_questions, descriptions))
+
+
+def check_heatmap(base_model: VLM, test_questions: pd.DataFrame, model: dict):
+    """Image/pixel AUROC of the raw few-shot heatmap on the test queries, and overlays."""
+    config = ModelConfig.from_params(model)
+    fs = config.fewshot_config() or (base_model.fewshot.config if base_model.fewshot else None)
+    if fs is None:
+        return {}, None
+    metrics, figure = heatmap_sanity(base_model, test_questions, fs, **config.sanity)
+    return {f"heatmap.{k}": {"value": v, "step": 0} for k, v in metrics.items()}, figure

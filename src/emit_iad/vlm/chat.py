@@ -1,0 +1,161 @@
+"""Question records → chat messages following MMAD's protocol, and batches → model inputs.
+
+MMAD's protocol (1-shot default): the system instruction; the k template images ("Following
+is/are k image of normal sample, ..."); "Following is the query image:" and the query; the
+question with its options written ``"A. text\\n"``. Optional domain knowledge comes first. For
+models trained to reason, the instruction asks for ``<think>…</think><answer>…</answer>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from PIL import Image
+
+from emit_iad.mmad.protocol import LETTERS, TEXT_QUERY_PREFIX
+
+INSTRUCTION = (
+    "You are an industrial inspector who checks products by images. You should judge whether "
+    "there is a defect in the query image and answer the questions about it."
+)
+PLAIN_ANSWER = "Answer with the option's letter from the given choices directly."
+THINK_ANSWER = (
+    "First think about the question between <think> and </think>, then give the option's "
+    "letter between <answer> and </answer>."
+)
+TEMPLATE_TEXT = (
+    "Following is/are {k} image of normal sample, which can be used as a template to compare "
+    "the image being queried."
+)
+QUERY_TEXT = "Following is the query image:"
+KNOWLEDGE_TEXT = (
+    "Following is the domain knowledge which contains some type of defect and the normal object "
+    "characteristics: \n {knowledge}"
+)
+ANSWER_FORMATS = ("plain", "think")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How questions are asked; mirrors the ``prompt`` block of the stages' parameters."""
+
+    k_shot: int = 1
+    template_source: str = "similar"  # similar | random
+    answer_format: str = "plain"  # plain | think
+    domain_knowledge: bool = False
+
+    def __post_init__(self) -> None:
+        if self.template_source not in ("similar", "random"):
+            raise ValueError("prompt.template_source must be 'similar' or 'random'")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"prompt.answer_format must be one of {ANSWER_FORMATS}")
+        if self.k_shot < 0:
+            raise ValueError("prompt.k_shot must be >= 0")
+
+    @classmethod
+    def from_params(cls, params: dict | None) -> PromptConfig:
+        return cls(**(params or {}))
+
+
+def format_question(question: str, options: Sequence[str]) -> str:
+    """MMAD's question text.
+
+    >>> format_question("Is there any defect in the object?", ["Yes.", "No."])
+    'Is there any defect in the object?\\nA. Yes.\\nB. No.\\n'
+    """
+    return question + "\n" + "".join(f"{LETTERS[i]}. {o}\n" for i, o in enumerate(options))
+
+
+def templates_of(record, config: PromptConfig) -> list[str]:
+    key = "similar_templates" if config.template_source == "similar" else "random_templates"
+    templates = record[key]
+    return list(templates if templates is not None else [])[: config.k_shot]
+
+
+def build_messages(
+    record, config: PromptConfig, knowledge: str | None = None, fewshot_tokens: str = ""
+) -> tuple[list[dict], list[str]]:
+    """Chat messages for one question and the image paths they show, in order.
+
+    ``fewshot_tokens`` (EMIT's placeholders) go right after the query image when given.
+    """
+    system = f"{INSTRUCTION}\n{THINK_ANSWER if config.answer_format == 'think' else PLAIN_ANSWER}"
+    parts: list[dict] = []
+    if config.domain_knowledge and knowledge:
+        parts.append({"type": "text", "text": KNOWLEDGE_TEXT.format(knowledge=knowledge) + "\n"})
+    templates = templates_of(record, config)
+    if templates:
+        parts.append({"type": "text", "text": TEMPLATE_TEXT.format(k=len(templates)) + "\n"})
+        parts += [{"type": "image"} for _ in templates]
+    parts += [{"type": "text", "text": QUERY_TEXT + "\n"}, {"type": "image"}]
+    if fewshot_tokens:
+        parts.append({"type": "text", "text": fewshot_tokens + "\n"})
+    query_text = record.get("query_text") if hasattr(record, "get") else None
+    if isinstance(query_text, str) and query_text:
+        parts.append({"type": "text", "text": TEXT_QUERY_PREFIX + query_text + "\n"})
+    parts.append(
+        {"type": "text", "text": format_question(record["question"], list(record["options"]))}
+    )
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": parts}]
+    return messages, [*templates, record["query_image"]]
+
+
+@lru_cache(maxsize=4096)
+def load_image(path: str) -> Image.Image:
+    """RGB image, cached: templates recur across many questions."""
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+@dataclass
+class Batch:
+    """Model inputs of a batch of questions, with EMIT's few-shot images where used."""
+
+    inputs: dict[str, torch.Tensor]  # input_ids, attention_mask, pixel_values (left padded)
+    prompts: list[str]
+    fewshot_query: torch.Tensor | None = None  # (B', 3, H, W) rows that carry placeholders
+    fewshot_template: torch.Tensor | None = None
+    fewshot_rows: list[int] | None = None
+
+
+def uses_fewshot(record, config: PromptConfig, question_types: Sequence[str]) -> bool:
+    return record["type"] in question_types and bool(templates_of(record, config))
+
+
+def collate(
+    records: Sequence,
+    processor,
+    config: PromptConfig,
+    fewshot_placeholders: str = "",
+    fewshot_types: Sequence[str] = (),
+    knowledge: dict | None = None,
+    targets: Sequence[str] | None = None,
+) -> Batch:
+    """Tokenise a batch (left padding); ``targets`` are appended as assistant replies."""
+    prompts, images, fs_rows, fs_query, fs_template = [], [], [], [], []
+    for i, rec in enumerate(records):
+        fewshot = bool(fewshot_placeholders) and uses_fewshot(rec, config, fewshot_types)
+        know = (knowledge or {}).get((rec["dataset"], rec["object"]))
+        messages, paths = build_messages(rec, config, know, fewshot_placeholders if fewshot else "")
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if targets is not None:
+            prompt += targets[i] + processor.tokenizer.eos_token
+        prompts.append(prompt)
+        imgs = [load_image(p) for p in paths]
+        images += imgs
+        if fewshot:
+            fs_rows.append(i)
+            fs_template.append(imgs[0])
+            fs_query.append(imgs[-1])
+    inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+    batch = Batch(dict(inputs), prompts)
+    if fs_rows:
+        pix = processor.image_processor(
+            images=fs_query + fs_template, crop_to_patches=False, return_tensors="pt"
+        )["pixel_values"]
+        batch.fewshot_query, batch.fewshot_template = pix[: len(fs_rows)], pix[len(fs_rows) :]
+        batch.fewshot_rows = fs_rows
+    return batch

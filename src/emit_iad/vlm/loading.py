@@ -1,0 +1,114 @@
+"""Load any Hugging Face VLM by name or path, add LoRA and EMIT's few-shot parts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from emit_iad.vlm.bundle import VLM, ModelLoadError, base_model_of
+from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule
+from emit_iad.vlm.tiny import FEWSHOT_TOKEN
+
+log = logging.getLogger(__name__)
+DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}  # fmt: skip
+
+
+def _dtype(dtype):
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return DTYPES[str(dtype)]
+    except KeyError:
+        raise ValueError(f"dtype {dtype!r}: use one of {sorted(DTYPES)}") from None
+
+
+def load_pretrained(
+    name_or_path: str,
+    dtype: str | torch.dtype = "auto",
+    device: str = "cpu",
+    with_fewshot: bool = False,
+    fewshot_config: FewShotConfig | None = None,
+) -> VLM:
+    """Model and processor from a hub name or a local folder.
+
+    Adds EMIT's ``<FS_PROMPT>`` token to the tokenizer (resizing the embeddings) when missing,
+    and a fresh few-shot module when ``with_fewshot``. Offline, a hub name fails with a message
+    that says how to use the tiny model or a local copy instead.
+    """
+    local = Path(name_or_path).is_dir()
+    try:
+        processor = AutoProcessor.from_pretrained(name_or_path)
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=_dtype(dtype))
+    except OSError as exc:
+        where = "the folder" if local else "the Hugging Face hub"
+        raise ModelLoadError(
+            f"cannot load {name_or_path!r} from {where} ({type(exc).__name__}: {exc}).\n"
+            "  How to fix: offline, use the tiny model built by `kedro run --pipelines=model` "
+            "(model.source: tiny, it writes data/06_models/base), or download the model on a "
+            "machine with internet (`hf download <name>`) and set model.name_or_path to that "
+            "local folder."
+        ) from None
+    model.to(device)
+    tokenizer = processor.tokenizer
+    if FEWSHOT_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [FEWSHOT_TOKEN]},
+                                     replace_extra_special_tokens=False)  # fmt: skip
+        model.resize_token_embeddings(len(tokenizer))
+        log.info("Added %s to the tokenizer of %s", FEWSHOT_TOKEN, name_or_path)
+    fewshot = None
+    if with_fewshot:
+        hidden = base_model_of(model).config.text_config.hidden_size
+        fewshot = FewShotModule(hidden, fewshot_config or FewShotConfig()).to(device)
+    return VLM(model, processor, fewshot, {"base_model": name_or_path})
+
+
+def add_lora(
+    vlm: VLM,
+    targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.05,
+) -> VLM:
+    """Wrap the language model's ``targets`` in LoRA adapters (peft); only they train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout,
+        # language model only: the vision tower stays a fixed feature extractor
+        target_modules=rf".*language_model.*\.({'|'.join(targets)})",
+    )  # fmt: skip
+    vlm.model = get_peft_model(vlm.model, config)
+    return vlm
+
+
+def set_trainable(vlm: VLM, parts: Sequence[str]) -> list[str]:
+    """Freeze everything, then unfreeze ``parts``: ``lora``, ``fewshot`` (projector + soft
+    prompt), ``full`` (the whole model). Returns the names of trainable tensors."""
+    known = {"lora", "fewshot", "full"}
+    if unknown := set(parts) - known:
+        raise ValueError(f"unknown trainable part(s) {sorted(unknown)}; use {sorted(known)}")
+    for p in vlm.model.parameters():
+        p.requires_grad_(False)
+    if "full" in parts:
+        for p in vlm.model.parameters():
+            p.requires_grad_(True)
+    if "lora" in parts:
+        if not hasattr(vlm.model, "peft_config"):
+            raise ValueError("trainable part 'lora' needs add_lora() first")
+        for name, p in vlm.model.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+    if vlm.fewshot is not None:
+        for p in vlm.fewshot.parameters():
+            p.requires_grad_("fewshot" in parts)
+    elif "fewshot" in parts:
+        raise ValueError("trainable part 'fewshot' needs a model with the few-shot module")
+    names = [n for n, p in vlm.model.named_parameters() if p.requires_grad]
+    if vlm.fewshot is not None:
+        names += [f"fewshot.{n}" for n, p in vlm.fewshot.named_parameters() if p.requires_grad]
+    return names

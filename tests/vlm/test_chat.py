@@ -1,0 +1,61 @@
+"""Chat formatting follows MMAD's protocol text, 0-shot and 1-shot."""
+
+from emit_iad.vlm.chat import PromptConfig, build_messages, collate, format_question
+
+RECORD = {
+    "question": "Is there any defect in the object?", "options": ["Yes.", "No."],
+    "query_image": "q.png", "similar_templates": ["s1.png", "s2.png"], "random_templates": ["r.png"],
+    "query_text": None, "type": "Anomaly Detection", "dataset": "d", "object": "o",
+}  # fmt: skip
+SYSTEM = (
+    "You are an industrial inspector who checks products by images. You should judge whether "
+    "there is a defect in the query image and answer the questions about it.\n"
+    "Answer with the option's letter from the given choices directly."
+)
+
+
+def _texts(messages):
+    return [p.get("text", "<image>") for p in messages[1]["content"]]
+
+
+def test_one_shot_protocol():
+    messages, images = build_messages(RECORD, PromptConfig(k_shot=1))
+    assert messages[0] == {"role": "system", "content": SYSTEM}
+    assert _texts(messages) == [
+        "Following is/are 1 image of normal sample, which can be used as a template to compare "
+        "the image being queried.\n",
+        "<image>", "Following is the query image:\n", "<image>",
+        "Is there any defect in the object?\nA. Yes.\nB. No.\n",
+    ]  # fmt: skip
+    assert images == ["s1.png", "q.png"]
+
+
+def test_zero_shot_random_templates_knowledge_and_think_format():
+    messages, images = build_messages(RECORD, PromptConfig(k_shot=0))
+    assert _texts(messages)[0] == "Following is the query image:\n" and images == ["q.png"]
+    messages, images = build_messages(
+        RECORD, PromptConfig(k_shot=2, template_source="random", answer_format="think",
+                             domain_knowledge=True), knowledge="Cracks are dark lines.")  # fmt: skip
+    texts = _texts(messages)
+    assert texts[0].startswith("Following is the domain knowledge which contains some type of "
+                               "defect and the normal object characteristics: \n Cracks")  # fmt: skip
+    assert images == ["r.png", "q.png"]  # only one random template exists
+    assert "<think>" in messages[0]["content"] and "<answer>" in messages[0]["content"]
+
+
+def test_text_query_and_option_format():
+    messages, _ = build_messages({**RECORD, "query_text": "A washer with a rust patch."},
+                                 PromptConfig(k_shot=0))  # fmt: skip
+    assert (
+        "Following is the description of the query object: A washer with a rust patch.\n"
+        in _texts(messages)
+    )
+    assert format_question("Q?", ["a.", "b.", "c.", "d."]) == "Q?\nA. a.\nB. b.\nC. c.\nD. d.\n"
+
+
+def test_batches_are_left_padded(tiny_vlm, records):
+    batch = collate(records[:3], tiny_vlm.processor, PromptConfig(k_shot=1))
+    mask = batch.inputs["attention_mask"]
+    assert (mask[:, -1] == 1).all()  # every prompt ends at the right edge
+    assert (mask[:, 0] == 0).any()
+    assert batch.fewshot_query is None  # no placeholders asked for
