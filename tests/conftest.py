@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+# before anything imports huggingface_hub, which reads these once
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests build what they need; nothing is downloaded
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -105,3 +106,31 @@ def sets(tmp_path_factory):
     index, _ = build_image_index([SourceConfig("synthetic", "synthetic", str(root))])
     desc = synthesize_descriptions(index, DescribeConfig(instances_per_object=8)).table
     return index, desc, build_question_sets(index, desc, QAConfig(text_query_share=0.2))
+
+
+TEXTS = [
+    "Is there any defect in the object? Yes. No. There is a defect in the object.",
+    "What is the type of the defect? Scratch. Crack. Hole. Where is the defect? Top left.",
+    "<think>The query differs from the template at the top left.</think><answer>A</answer>",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm():
+    """A tiny InternVL with EMIT's few-shot module, built from a config (untrained)."""
+    from emit_iad.vlm.bundle import VLM
+    from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule
+    from emit_iad.vlm.tiny import TinyModelConfig, build_tiny_model
+
+    config = TinyModelConfig(vocab_size=600)
+    model, processor = build_tiny_model(TEXTS, config)
+    return VLM(model, processor, FewShotModule(config.hidden_size, FewShotConfig(layers=(0, 1, 2))),
+               {"stage": "base", "base_model": None})  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def records(sets):
+    _, _, qa = sets
+    test = qa.split("test")
+    types = ["Anomaly Detection", "Defect Classification", "Defect Localization", "Object Details"]
+    return [r for _, r in test[test.type.isin(types)].head(8).iterrows()]

@@ -1,5 +1,6 @@
-"""ingestion → descriptions → qa → model in real Kedro sessions on the synthetic default."""
+"""ingestion → descriptions → qa → model → evaluation in real Kedro sessions, synthetic default."""
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.format import from_mmad, read_mmad
 from emit_iad.vlm.bundle import VLM
+from tests.conftest import edit_params
 from tests.pipelines.test_ingestion_pipeline import run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -48,3 +50,20 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     [model_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "model"]
     assert 0.0 <= model_run.data.metrics["model.heatmap.pixel_auroc"] <= 1.0
     assert (project / "data/08_reporting/heatmap_overlays.png").stat().st_size > 5000
+
+    edit_params(project, "evaluation", max_new_tokens=4)
+    run_pipeline(project, "evaluation")
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    assert set(metrics) == {"base"} and set(metrics["base"]) >= {"average", "anomaly_detection"}
+    answers = json.loads((project / "data/07_model_output/answers/base.json").read_text())
+    assert len(answers) == len(bench)
+    [ev] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluation"]
+    assert ev.data.metrics["mmad/average"] == metrics["base"]["average"]
+    assert ev.data.metrics["speed.base/questions_per_s"] > 0
+    artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
+    assert {
+        "mmad_radar.png",
+        "mmad_heat_table.png",
+        "mmad_accuracy.csv",
+        "mmad_per_question.csv",
+    } <= artifacts

@@ -1,0 +1,141 @@
+"""Who answers the questions: a local VLM (batched, greedy), or an OpenAI-compatible endpoint.
+
+Both take a list of question records and return the raw reply texts, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from emit_iad.llm_api import ChatClient, ClientConfig, Job
+from emit_iad.llm_api.images import image_part
+from emit_iad.vlm.bundle import VLM, ModelLoadError
+from emit_iad.vlm.chat import PromptConfig, build_messages, collate
+from emit_iad.vlm.loading import load_pretrained
+
+log = logging.getLogger(__name__)
+STAGES = ("base", "sft", "grpo")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of ``evaluation.models``: a stage output, a path or hub name, an MLflow model
+    URI (``models:/name@alias``) or ``openai:<model>``."""
+
+    label: str
+    kind: str  # stage | path | mlflow | openai
+    ref: str
+
+    @classmethod
+    def parse(cls, text: str, models_dir: str = "data/06_models") -> ModelSpec:
+        text = str(text).strip()
+        if text in STAGES:
+            return cls(text, "stage", str(Path(models_dir) / text))
+        if text.startswith("openai:"):
+            return cls(text.replace(":", "-"), "openai", text.split(":", 1)[1])
+        if text.startswith(("models:/", "runs:/")):
+            label = text.split("/", 1)[1].replace("/", "-").replace("@", "-")
+            return cls(label, "mlflow", text)
+        return cls(Path(text).name or text, "path", text)
+
+
+class LocalAnswerer:
+    """Batched greedy generation with left padding and the KV cache."""
+
+    def __init__(self, vlm: VLM, prompt: PromptConfig, batch_size: int = 16,
+                 max_new_tokens: int = 128, knowledge: dict | None = None):  # fmt: skip
+        self.vlm, self.prompt, self.batch_size = vlm, prompt, batch_size
+        self.max_new_tokens, self.knowledge = max_new_tokens, knowledge
+        vlm.model.eval()
+        if vlm.fewshot is not None:
+            vlm.fewshot.eval()
+
+    def answer(self, records: Sequence) -> list[str]:
+        batch = collate(records, self.vlm.processor, self.prompt, self.vlm.fewshot_placeholders(),
+                        self.vlm.fewshot_types(), self.knowledge)  # fmt: skip
+        tok = self.vlm.processor.tokenizer
+        return self.vlm.generate(
+            batch,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+
+
+def openai_messages(record, prompt: PromptConfig, knowledge: str | None, max_side: int) -> list:
+    """MMAD's protocol as OpenAI chat messages, images as data URLs."""
+    messages, paths = build_messages(record, prompt, knowledge)
+    images = iter(paths)
+    content = [
+        image_part(next(images), max_side) if part["type"] == "image" else
+        {"type": "text", "text": part["text"]}
+        for part in messages[1]["content"]
+    ]  # fmt: skip
+    return [messages[0], {"role": "user", "content": content}]
+
+
+class OpenAIAnswerer:
+    """Any OpenAI-compatible endpoint through the shared client (cache, retries, budget)."""
+
+    def __init__(self, client: ChatClient, prompt: PromptConfig, batch_size: int = 16,
+                 knowledge: dict | None = None, image_max_side: int = 512):  # fmt: skip
+        self.client, self.prompt, self.batch_size = client, prompt, batch_size
+        self.knowledge, self.max_side = knowledge, image_max_side
+
+    def answer(self, records: Sequence) -> list[str]:
+        knowledge = self.knowledge or {}
+        jobs = [
+            Job(
+                openai_messages(
+                    r, self.prompt, knowledge.get((r["dataset"], r["object"])), self.max_side
+                ),
+                partial(str),
+            )
+            for r in records
+        ]
+        out = []
+        for res in self.client.map(jobs):
+            out.append(res.value if hasattr(res, "value") else "")  # a failure answers nothing
+        return out
+
+
+def load_model(spec: ModelSpec, dtype: str = "auto", device: str = "cpu") -> VLM:
+    """A local model for a spec (stage folder, path, hub name or MLflow URI)."""
+    if spec.kind == "mlflow":
+        import mlflow
+
+        folder = Path(tempfile.mkdtemp(prefix="emit-iad-model-"))
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=spec.ref, dst_path=str(folder))
+        )
+        found = sorted(local.rglob("emit_iad.json"))
+        if not found:
+            raise ModelLoadError(f"{spec.ref}: no emit-iad model directory in its artifacts")
+        return VLM.load(found[0].parent, dtype=dtype, device=device)
+    folder = Path(spec.ref)
+    if (folder / "emit_iad.json").is_file():
+        return VLM.load(folder, dtype=dtype, device=device)
+    if spec.kind == "stage":
+        raise ModelLoadError(f"{folder}: no model; run `kedro run --pipelines={spec.label}` first")
+    return load_pretrained(spec.ref, dtype=dtype, device=device)
+
+
+def make_answerer(spec: ModelSpec, settings: dict, prompt: PromptConfig, credentials: dict,
+                  knowledge: dict | None = None):  # fmt: skip
+    batch_size = int(settings.get("batch_size", 16))
+    if spec.kind == "openai":
+        llm = {"max_tokens": int(settings.get("max_new_tokens", 128)), "temperature": 0.0,
+               **(settings.get("llm") or {}), "model": spec.ref, "json_mode": False}  # fmt: skip
+        client = ChatClient(ClientConfig.from_params(llm), api_key=credentials.get("api_key"),
+                            organization=credentials.get("organization"),
+                            base_url=credentials.get("base_url"))  # fmt: skip
+        return OpenAIAnswerer(client, prompt, batch_size, knowledge)
+    vlm = load_model(spec, settings.get("dtype", "auto"), settings.get("device", "cpu"))
+    max_new_tokens = int(settings.get("max_new_tokens", 128))
+    return LocalAnswerer(vlm, prompt, batch_size, max_new_tokens, knowledge)

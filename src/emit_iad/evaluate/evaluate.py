@@ -1,0 +1,118 @@
+"""Evaluate a list of models on an MMAD-format benchmark: answers, accuracy tables, figures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
+from emit_iad.evaluate.answerers import ModelSpec, make_answerer
+from emit_iad.evaluate.runner import load_benchmark, run_benchmark
+from emit_iad.mmad.scoring import metrics_of, score_answers
+from emit_iad.vlm.chat import PromptConfig
+
+log = logging.getLogger(__name__)
+PARAMS_FILE = "conf/base/parameters_evaluation.yml"
+
+
+@dataclass
+class Evaluation:
+    answers: dict[str, list[dict]] = field(default_factory=dict)  # model label -> MMAD answers
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # model label -> accuracy
+    speed: dict[str, dict] = field(default_factory=dict)
+    problems: list[dict] = field(default_factory=list)
+
+    def accuracy(self) -> pd.DataFrame:
+        """All tables stacked, with ``model`` and ``dataset`` columns."""
+        frames = [t.rename_axis("dataset").reset_index().assign(model=m)
+                  for m, t in self.tables.items()]  # fmt: skip
+        df = pd.concat(frames, ignore_index=True)
+        return df[["model", "dataset", *[c for c in df.columns if c not in ("model", "dataset")]]]
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return {m: metrics_of(t) for m, t in self.tables.items()}
+
+
+def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str, settings: dict) -> str:
+    """Changes when the model files, the prompt or the benchmark change (resume key)."""
+    parts = [spec.kind, spec.ref, repr(prompt), benchmark, str(settings.get("max_new_tokens"))]
+    folder = Path(spec.ref)
+    if folder.is_dir():
+        parts += [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                  for p in sorted(folder.rglob("*")) if p.is_file()]  # fmt: skip
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def knowledge_from_mmad(path: str | None, aliases: dict | None = None) -> dict | None:
+    """(dataset, object) -> domain-knowledge text, from MMAD's domain_knowledge.json."""
+    if not path:
+        return None
+    data = load_domain_knowledge(path)
+    names = {**DEFAULT_ALIASES, **(aliases or {})}
+    out = {}
+    for dataset, objects in data.items():
+        for obj, entries in objects.items():
+            text = "\n".join(v.strip() for v in entries.values() if isinstance(v, str))
+            out[(dataset, obj)] = text
+            for alias, key in names.items():
+                if key == dataset:
+                    out[(alias, obj)] = text
+    return out
+
+
+def evaluate_models(
+    mmad_json: str,
+    image_root: str,
+    settings: dict,
+    credentials: dict | None = None,
+    progress: Callable | None = None,
+) -> Evaluation:
+    models = settings.get("models") or []
+    if not models:
+        raise ValueError(f"evaluation.models is empty in {PARAMS_FILE}")
+    prompt = PromptConfig.from_params(settings.get("prompt"))
+    knowledge = knowledge_from_mmad(settings.get("domain_knowledge_json"))
+    if prompt.domain_knowledge and knowledge is None:
+        raise ValueError(
+            f"prompt.domain_knowledge needs evaluation.domain_knowledge_json ({PARAMS_FILE})"
+        )
+    questions, problems = load_benchmark(mmad_json, image_root, settings.get("on_error", "fail"))
+    if questions.empty:
+        raise ValueError(f"{mmad_json}: no question left to ask")
+    result = Evaluation(problems=problems)
+    work_dir = Path(settings.get("work_dir", "data/07_model_output/partial"))
+    batch_size = int(settings.get("batch_size", 16))
+    for text in models:
+        spec = ModelSpec.parse(text, settings.get("models_dir", "data/06_models"))
+        if spec.label in result.answers:
+            raise ValueError(f"evaluation.models names {spec.label!r} twice")
+        answerer = make_answerer(spec, settings, prompt, credentials or {}, knowledge)
+        key = _fingerprint(spec, prompt, str(mmad_json), settings)
+        work_file = work_dir / f"{spec.label}-{key}.jsonl"
+        bar = (lambda it, n, label=spec.label: progress(it, n, label)) if progress else None
+        answers, speed = run_benchmark(questions, answerer, work_file, batch_size, bar)
+        result.answers[spec.label] = [{k: a[k] for k in a if k != "raw"} for a in answers]
+        result.tables[spec.label] = score_answers(pd.DataFrame(answers))
+        result.speed[spec.label] = speed
+        work_file.unlink(missing_ok=True)  # complete: nothing left to resume
+        log.info("%s: MMAD average %.2f (%d questions, %.1f q/s)", spec.label,
+                 result.tables[spec.label].loc["Average", "Average"], len(answers),
+                 speed["questions_per_s"])  # fmt: skip
+    return result
+
+
+def per_question(evaluation: Evaluation) -> pd.DataFrame:
+    rows = [{"model": m, **a} for m, answers in evaluation.answers.items() for a in answers]
+    return pd.DataFrame(rows).assign(correct=lambda d: d.gpt_answer == d.correct_answer)
+
+
+def dvc_metrics(evaluation: Evaluation) -> dict:
+    """``metrics.json`` for DVC: per model the average and the 7 tasks (rounded)."""
+    return json.loads(json.dumps({m: {k: round(v, 2) for k, v in d.items()}
+                                  for m, d in evaluation.metrics().items()}))  # fmt: skip

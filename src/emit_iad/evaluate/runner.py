@@ -1,0 +1,100 @@
+"""Run one answerer over a benchmark: batched, resumable, with a progress bar.
+
+Every answered batch is appended to ``<work_dir>/<model>.jsonl`` and flushed to disk, so an
+interrupted evaluation restarts where it stopped; the final answers are put in benchmark order,
+so they equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from emit_iad.mmad import protocol as p
+from emit_iad.mmad.format import from_mmad, read_mmad
+from emit_iad.mmad.parsing import parse_answer
+
+ANSWER_FIELDS = ("image", "question", "question_type", "correct_answer", "gpt_answer")
+
+
+def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str = "fail"
+                   ) -> tuple[pd.DataFrame, list[dict]]:  # fmt: skip
+    """Questions of an ``mmad.json`` and the problems found; ``on_error="skip"`` leaves bad
+    entries out (listed), ``"fail"`` raises at the first with the entry named."""
+    if on_error not in ("fail", "skip"):
+        raise ValueError("evaluation.on_error must be 'fail' or 'skip'")
+    data = read_mmad(mmad_json)
+    problems: list[dict] = []
+    frames = []
+    for key in sorted(data):
+        try:
+            q = from_mmad({key: data[key]}, image_root)
+            for r in q.itertuples():
+                if r.type not in p.QUESTION_TYPES:
+                    raise ValueError(f"entry {key!r}: unknown question type {r.type!r}")
+                for path in [r.query_image, *r.similar_templates, *r.random_templates]:
+                    if not Path(path).is_file():
+                        raise FileNotFoundError(f"entry {key!r}: image {path} not found")
+        except (ValueError, FileNotFoundError) as exc:
+            if on_error == "fail":
+                hint = f"(in {mmad_json}; set evaluation.on_error: skip to skip it)"
+                raise type(exc)(f"{exc} {hint}") from None
+            problems.append({"entry": key, "reason": str(exc)})
+            continue
+        frames.append(q)
+    questions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return questions, problems
+
+
+def _read_done(path: Path) -> dict[str, dict]:
+    done = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash: that question is asked again
+        done[row["id"]] = row
+    return done
+
+
+def run_benchmark(
+    questions: pd.DataFrame,
+    answerer,
+    work_file: str | Path,
+    batch_size: int = 16,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> tuple[list[dict], dict[str, float]]:
+    """Answers in MMAD's format (benchmark order) and speed figures of this run."""
+    work_file = Path(work_file)
+    work_file.parent.mkdir(parents=True, exist_ok=True)
+    done = _read_done(work_file)
+    todo = questions[~questions.id.isin(done)]
+    chunks = [todo.iloc[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    start, asked = time.perf_counter(), 0
+    with work_file.open("a") as fh:
+        for chunk in progress(chunks, len(chunks)) if progress else chunks:
+            records = [r for _, r in chunk.iterrows()]
+            replies = answerer.answer(records)
+            for r, reply in zip(records, replies, strict=True):
+                row = {
+                    "id": r["id"], "image": r["query_key"], "question": r["question"],
+                    "question_type": r["type"], "correct_answer": r["answer"],
+                    "gpt_answer": parse_answer(reply, list(r["options"])), "raw": reply,
+                }  # fmt: skip
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[row["id"]] = row
+            fh.flush()
+            os.fsync(fh.fileno())
+            asked += len(records)
+    elapsed = time.perf_counter() - start
+    answers = [{k: done[i][k] for k in (*ANSWER_FIELDS, "raw")} for i in questions.id]
+    speed = {"questions": float(len(questions)), "asked": float(asked),
+             "questions_per_s": asked / elapsed if asked and elapsed > 0 else 0.0}  # fmt: skip
+    return answers, speed

@@ -1,0 +1,33 @@
+"""Thin adapter between the catalog and :mod:`emit_iad.evaluate`."""
+
+from __future__ import annotations
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emit_iad.evaluate import dvc_metrics, evaluate_models, per_question
+from emit_iad.evaluate.report import heat_table, radar_chart
+
+
+def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict):
+    mmad_json = evaluation.get("mmad_json") or test_benchmark["mmad_json"]
+    image_root = evaluation.get("image_root") or test_benchmark["image_root"]
+
+    def bar(items, total, label):
+        return tqdm(items, total=total, desc=f"MMAD {label}", unit="batch")
+
+    result = evaluate_models(mmad_json, image_root, evaluation, openai_credentials, bar)
+    accuracy = result.accuracy()
+    metrics = result.metrics()
+    primary = list(metrics)[-1]  # the last model listed (the newest stage)
+    mlflow_metrics = {f"mmad/{k}": v for k, v in metrics[primary].items()}
+    for model, values in metrics.items():
+        mlflow_metrics.update({f"mmad.{model}/{k}": v for k, v in values.items()})
+        mlflow_metrics[f"speed.{model}/questions_per_s"] = result.speed[model]["questions_per_s"]
+    mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in mlflow_metrics.items()}
+    radar = radar_chart({m: t.loc["Average"] for m, t in result.tables.items()},
+                        evaluation.get("baselines", ["gpt-4o"]))  # fmt: skip
+    heat = heat_table(accuracy.set_index(["model", "dataset"]))
+    report = pd.DataFrame(result.problems, columns=["entry", "reason"])
+    return (result.answers, accuracy, dvc_metrics(result), mlflow_metrics, radar, heat,
+            per_question(result), report)  # fmt: skip

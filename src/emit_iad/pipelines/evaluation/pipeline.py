@@ -1,0 +1,17 @@
+from kedro.pipeline import Node, Pipeline
+
+from emit_iad.pipelines.evaluation.nodes import evaluate
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                evaluate,
+                ["test_benchmark", "params:evaluation", "openai_credentials"],
+                ["mmad_answers", "mmad_accuracy", "mmad_metrics", "evaluation_metrics",
+                 "mmad_radar", "mmad_heat_table", "mmad_per_question", "evaluation_report"],
+                name="evaluate",
+            ),
+        ]
+    )  # fmt: skip

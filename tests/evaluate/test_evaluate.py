@@ -1,0 +1,150 @@
+"""Evaluation on a small MMAD-format benchmark built by the test: local tiny model, openai:
+against a local server, resume after an interruption, bad entries."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from emit_iad.evaluate import evaluate_models
+from emit_iad.evaluate.answerers import LocalAnswerer, ModelSpec
+from emit_iad.evaluate.runner import load_benchmark, run_benchmark
+from emit_iad.kedro_io import MMADBenchmarkDataset
+from emit_iad.mmad.format import benchmark_files, to_mmad
+from emit_iad.vlm.chat import PromptConfig
+from tests.fake_openai import FakeOpenAI
+
+
+@pytest.fixture(scope="module")
+def bench(sets, tmp_path_factory):
+    _, _, qa = sets
+    test = qa.split("test")
+    keep = sorted(test.query_key.unique())[:10]  # 10 images: a quick benchmark
+    test = test[test.query_key.isin(keep)]
+    mmad = to_mmad(test, qa.template_keys)
+    folder = tmp_path_factory.mktemp("bench") / "benchmark"
+    MMADBenchmarkDataset(str(folder)).save(
+        {"mmad": mmad, "files": benchmark_files(test, mmad, qa.template_keys)}
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_vlm, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    tiny_vlm.save(folder / "base")
+    return folder
+
+
+def settings(model_dir, tmp_path, **extra):
+    return {
+        "models": ["base"],
+        "models_dir": str(model_dir),
+        "work_dir": str(tmp_path / "partial"),
+        "batch_size": 4,
+        "max_new_tokens": 8,
+        **extra,
+    }
+
+
+def test_local_tiny_model_answers_every_question(bench, model_dir, tmp_path):
+    result = evaluate_models(str(bench / "mmad.json"), str(bench), settings(model_dir, tmp_path))
+    questions, _ = load_benchmark(bench / "mmad.json", bench)
+    answers = result.answers["base"]
+    assert len(answers) == len(questions)
+    assert set(answers[0]) == {"image", "question", "question_type", "correct_answer", "gpt_answer"}
+    table = result.tables["base"]
+    assert list(table.index) == ["synthetic", "Average"]
+    assert 0 <= table.loc["Average", "Average"] <= 100
+    assert not list((tmp_path / "partial").glob("*.jsonl"))  # finished: nothing to resume
+
+
+def test_openai_model_against_a_local_server_is_scored_exactly(bench, tmp_path):
+    with FakeOpenAI(fault_rate=0.2, faults=("429", "500"), seed=3) as server:
+        server.answer = lambda body: "The answer is B."
+        result = evaluate_models(
+            str(bench / "mmad.json"), str(bench),
+            {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
+             "llm": {"cache_dir": str(tmp_path / "cache"), "timeout_s": 2.0}},
+            {"api_key": "sk-test", "base_url": server.url},
+        )  # fmt: skip
+        first = server.requests[0]["body"]
+    answers = pd.DataFrame(result.answers["openai-gpt-4o"])
+    assert (answers.gpt_answer == "B").all()
+    # by hand: a question is right exactly when its correct letter is B
+    by_type = answers.assign(ok=answers.correct_answer == "B")
+    cls = by_type[by_type.question_type == "Defect Classification"].ok.mean() * 100
+    assert result.tables["openai-gpt-4o"].loc[
+        "synthetic", "Defect Classification"
+    ] == pytest.approx(cls)
+    content = first["messages"][1]["content"]
+    assert content[0]["text"].startswith("Following is/are 1 image of normal sample")
+    assert [c["type"] for c in content].count("image_url") == 2
+    assert first["max_tokens"] == 128 and first["temperature"] == 0.0
+
+
+class Interrupting:
+    """An answerer that dies after ``n`` batches (as a killed process would)."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n = inner, n
+
+    def answer(self, records):
+        if self.n == 0:
+            raise KeyboardInterrupt
+        self.n -= 1
+        return self.inner.answer(records)
+
+
+def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(bench, tiny_vlm, tmp_path):
+    questions, _ = load_benchmark(bench / "mmad.json", bench)
+    answerer = LocalAnswerer(tiny_vlm, PromptConfig(), batch_size=4, max_new_tokens=6)
+    whole, _ = run_benchmark(questions, answerer, tmp_path / "whole.jsonl", batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(questions, Interrupting(answerer, 2), tmp_path / "cut.jsonl", batch_size=4)
+    assert len((tmp_path / "cut.jsonl").read_text().splitlines()) == 8
+    with (tmp_path / "cut.jsonl").open("a") as fh:
+        fh.write('{"id": "half a line')  # a crash in the middle of a write
+    resumed, speed = run_benchmark(questions, answerer, tmp_path / "cut.jsonl", batch_size=4)
+    assert speed["asked"] == len(questions) - 8
+    assert resumed == whole
+
+
+def _break(bench, tmp_path, how):
+    folder = tmp_path / "broken"
+    shutil.copytree(bench, folder)
+    data = json.loads((folder / "mmad.json").read_text())
+    key = sorted(data)[0]
+    if how == "missing image":
+        (folder / key).unlink()
+    elif how == "unknown type":
+        data[key]["conversation"][0]["type"] = "Vibes"
+    elif how == "six options":
+        data[key]["conversation"][0]["Options"] = {c: f"o{c}." for c in "ABCDEF"}
+    (folder / "mmad.json").write_text(json.dumps(data) if how != "malformed" else "{")
+    return folder, key
+
+
+@pytest.mark.parametrize("how", ["missing image", "unknown type", "six options"])
+def test_bad_entries_fail_with_the_entry_named_or_are_skipped(bench, tmp_path, how):
+    folder, key = _break(bench, tmp_path, how)
+    with pytest.raises((ValueError, FileNotFoundError)) as info:
+        load_benchmark(folder / "mmad.json", folder)
+    assert key in str(info.value) and "on_error: skip" in str(info.value)
+    questions, problems = load_benchmark(folder / "mmad.json", folder, on_error="skip")
+    assert [p["entry"] for p in problems] == [key]
+    assert key not in set(questions.query_key) and len(questions) > 0
+
+
+def test_malformed_json_is_named(bench, tmp_path):
+    folder, _ = _break(bench, tmp_path, "malformed")
+    with pytest.raises(ValueError, match="malformed JSON at line 1"):
+        load_benchmark(folder / "mmad.json", folder)
+
+
+def test_model_specs():
+    assert ModelSpec.parse("sft", "m") == ModelSpec("sft", "stage", "m/sft")
+    assert ModelSpec.parse("openai:gpt-4o").kind == "openai"
+    assert ModelSpec.parse("models:/emit-iad-grpo@champion").label == "emit-iad-grpo-champion"
+    assert ModelSpec.parse("/models/InternVL3-8B-hf").label == "InternVL3-8B-hf"
