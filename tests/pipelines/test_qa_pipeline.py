@@ -51,14 +51,26 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     assert 0.0 <= model_run.data.metrics["model.heatmap.pixel_auroc"] <= 1.0
     assert (project / "data/08_reporting/heatmap_overlays.png").stat().st_size > 5000
 
+    edit_params(project, "sft", epochs=1, batch_size=8, val_max_questions=8, checkpoint_every=2)
+    run_pipeline(project, "sft")
+    sft = VLM.load(project / "data/06_models/sft")
+    assert sft.meta["stage"] == "sft" and sft.fewshot is not None
+    [sft_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "sft"]
+    assert len(client.get_metric_history(sft_run.info.run_id, "sft/loss")) >= 2
+    assert client.get_registered_model("emit-iad-sft").latest_versions
+    assert not (project / "data/06_models/.sft_checkpoints").exists()
+
     edit_params(project, "evaluation", max_new_tokens=4)
     run_pipeline(project, "evaluation")
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics) == {"base"} and set(metrics["base"]) >= {"average", "anomaly_detection"}
+    assert set(metrics) == {"base", "sft"} and set(metrics["sft"]) >= {
+        "average",
+        "anomaly_detection",
+    }
     answers = json.loads((project / "data/07_model_output/answers/base.json").read_text())
     assert len(answers) == len(bench)
     [ev] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluation"]
-    assert ev.data.metrics["mmad/average"] == metrics["base"]["average"]
+    assert ev.data.metrics["mmad/average"] == pytest.approx(metrics["sft"]["average"], abs=0.01)
     assert ev.data.metrics["speed.base/questions_per_s"] > 0
     artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {

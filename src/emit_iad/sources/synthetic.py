@@ -85,6 +85,11 @@ def _grid(size: int) -> tuple[Array, Array]:
     return np.meshgrid(c, c)  # xx, yy
 
 
+def _pose(rng: np.random.Generator) -> float:
+    """Parts lie on the line in one of four orientations, give or take a few degrees."""
+    return rng.integers(4) * np.pi / 2 + rng.uniform(-0.15, 0.15)
+
+
 def _lighting(rng: np.random.Generator, xx: Array, yy: Array) -> Array:
     gain = rng.uniform(0.85, 1.15)
     gx, gy = rng.uniform(-0.25, 0.25, size=2)
@@ -104,9 +109,9 @@ def _rotate(xx: Array, yy: Array, cx: float, cy: float, angle: float) -> tuple[A
 
 def _wood(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
-    angle = rng.uniform(-0.3, 0.3)
+    angle = rng.uniform(-0.1, 0.1)
     u, v = _rotate(xx, yy, 0.5, 0.5, angle)
-    freq, wobble = rng.uniform(9, 14), rng.uniform(0.02, 0.06)
+    freq, wobble = rng.uniform(10, 12), rng.uniform(0.02, 0.05)
     grain = np.sin(2 * np.pi * freq * (v + wobble * np.sin(2 * np.pi * rng.uniform(1, 3) * u)))
     base = np.array([0.58, 0.38, 0.22]) * rng.uniform(0.9, 1.1, size=3)
     img = base * (1 + 0.12 * grain[..., None]) * _lighting(rng, xx, yy) + _noise(rng, size, 0.02)
@@ -115,8 +120,8 @@ def _wood(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
 
 def _fabric(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
-    u, v = _rotate(xx, yy, 0.5, 0.5, rng.uniform(-0.2, 0.2))
-    freq = rng.uniform(14, 20)
+    u, v = _rotate(xx, yy, 0.5, 0.5, rng.uniform(-0.08, 0.08))
+    freq = rng.uniform(16, 18)
     weave = np.sign(np.sin(2 * np.pi * freq * u)) * np.sign(np.sin(2 * np.pi * freq * v))
     base = np.array([0.35, 0.42, 0.6]) * rng.uniform(0.9, 1.1, size=3)
     img = base * (1 + 0.1 * weave[..., None]) * _lighting(rng, xx, yy) + _noise(rng, size, 0.025)
@@ -132,8 +137,8 @@ def _background(rng: np.random.Generator, size: int, color: tuple[float, ...]) -
 def _washer(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.18, 0.18, 0.2))
-    cx, cy = 0.5 + rng.uniform(-0.06, 0.06, size=2)
-    phi = rng.uniform(0, 2 * np.pi)
+    cx, cy = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    phi = _pose(rng)
     u, v = _rotate(xx, yy, cx, cy, phi)
     r = np.hypot(u, v)
     outer, inner = rng.uniform(0.36, 0.41), rng.uniform(0.14, 0.18)
@@ -149,8 +154,8 @@ def _washer(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
 def _tablet(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.12, 0.25, 0.4))
-    cx, cy = 0.5 + rng.uniform(-0.07, 0.07, size=2)
-    u, v = _rotate(xx, yy, cx, cy, rng.uniform(0, np.pi))
+    cx, cy = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    u, v = _rotate(xx, yy, cx, cy, _pose(rng))
     a, b = rng.uniform(0.34, 0.4), rng.uniform(0.22, 0.27)
     rho = (u / a) ** 2 + (v / b) ** 2
     obj = rho < 1
@@ -163,8 +168,8 @@ def _tablet(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
 def _screw(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.82, 0.82, 0.8))
-    cx, cy = 0.5 + rng.uniform(-0.06, 0.06, size=2)
-    u, v = _rotate(xx, yy, cx, cy, rng.uniform(0, 2 * np.pi))
+    cx, cy = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    u, v = _rotate(xx, yy, cx, cy, _pose(rng))
     half, width = rng.uniform(0.3, 0.34), rng.uniform(0.055, 0.07)
     shaft = (np.abs(u) < half) & (np.abs(v) < width)
     head = np.hypot(u + half, v) < width * 2.0
@@ -239,12 +244,16 @@ def _make_defect(kind: str, rng, img, bg, obj) -> tuple[Array, Array]:
     edge = obj & ~np.roll(obj, 3, 0) | obj & ~np.roll(obj, -3, 0)
     edge |= obj & ~np.roll(obj, 3, 1) | obj & ~np.roll(obj, -3, 1)
     if kind in ("scratch", "thread"):
-        mask = _polyline(rng, size, obj, rng.uniform(0.15, 0.35), 0.15, max(1, size // 96)) & obj
+        mask = (
+            _polyline(rng, size, obj, rng.uniform(0.2, 0.4), 0.15, max(1, round(size / 50))) & obj
+        )
         return _tint(
             img, mask, (0.95, 0.95, 0.92) if kind == "scratch" else (0.9, 0.8, 0.3), 0.7
         ), mask
     if kind == "crack":
-        mask = _polyline(rng, size, obj, rng.uniform(0.2, 0.4), 0.8, max(1, size // 80)) & obj
+        mask = (
+            _polyline(rng, size, obj, rng.uniform(0.25, 0.45), 0.8, max(1, round(size / 45))) & obj
+        )
         return _tint(img, mask, (0.08, 0.06, 0.05), 0.85), mask
     if kind == "hole":
         mask = _disk(rng, size, obj, rng.uniform(0.03, 0.07)) & obj
@@ -316,7 +325,7 @@ def render_sample(
 ) -> tuple[Array, Array | None]:
     """One image (uint8 HxWx3) and, for a defect label, its mask (uint8 HxW, 0/255)."""
     spec = OBJECTS[obj]
-    min_pixels = max(6, int(0.0015 * config.image_size**2))
+    min_pixels = max(6, int(0.003 * config.image_size**2))
     for attempt in range(50):
         rng = _rng(config.seed, obj, split, label, index, attempt)
         img, bg, mask_obj, regions = spec.render(rng, config.image_size)

@@ -168,3 +168,20 @@ class VLM:
             fewshot.load_state_dict(load_file(str(folder / FEWSHOT_FILE)))
             fewshot.to(device)
         return cls(model, processor, fewshot, meta)
+
+
+class EMITModule(nn.Module):
+    """The model and its few-shot module as one trainable module (one DDP wrapper, one
+    optimizer); ``forward`` takes a collated batch as keyword tensors."""
+
+    def __init__(self, vlm: VLM):
+        super().__init__()
+        self.model = vlm.model
+        self.fewshot = vlm.fewshot
+        self._vlm = [vlm]  # not a submodule
+
+    def forward(self, fewshot_query=None, fewshot_template=None, **inputs):
+        vlm = self._vlm[0]
+        batch = Batch(inputs, [], fewshot_query, fewshot_template)
+        with vlm.injecting(batch):
+            return self.model(**inputs)

@@ -1,0 +1,56 @@
+"""Thin adapters between the catalog and :mod:`emit_iad.train.sft`."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emit_iad.train.sft import SFTConfig, train_sft
+from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.registry import register_vlm
+
+
+def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, sft: dict):
+    config = SFTConfig.from_params({k: v for k, v in sft.items() if k != "checkpoint_dir"})
+
+    def bar(total, done):
+        return tqdm(total=total, initial=done, desc="sft", unit="step")
+
+    model, history = train_sft(base_model, train_questions, val_questions, config,
+                               sft.get("checkpoint_dir", "data/06_models/.sft_checkpoints"), bar)  # fmt: skip
+    model.meta.update(stage="sft", tasks=list(config.tasks), trainable=list(config.trainable),
+                      answer_format=config.answer_format)  # fmt: skip
+    return model, history, curves(history, "SFT")
+
+
+def curves(history: pd.DataFrame, title: str) -> plt.Figure:
+    """Loss per step and validation accuracy per epoch."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    steps = history.dropna(subset=["loss"]) if "loss" in history else history.iloc[:0]
+    a.plot(steps.step, steps.loss)
+    a.set(xlabel="step", ylabel="loss", title=f"{title} loss")
+    for col in [c for c in history.columns if c.startswith("val/")]:
+        v = history.dropna(subset=[col])
+        b.plot(v.step, v[col], marker="o", label=col[4:])
+    b.set(xlabel="step", ylabel="%", title=f"{title} validation", ylim=(0, 100))
+    if b.lines:
+        b.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def register(sft_model: VLM, sft_history: pd.DataFrame) -> dict:
+    """Register the model as ``emit-iad-sft`` with a description of data, stage and score."""
+    val = sft_history.dropna(subset=["val/accuracy"]) if "val/accuracy" in sft_history else None
+    score = (
+        f"val accuracy {val['val/accuracy'].iloc[-1]:.1f}%" if val is not None and len(val) else ""
+    )
+    description = (f"emit-iad SFT warm-up (EMIT stage 1) on tasks {sft_model.meta.get('tasks')}, "
+                   f"trainable {sft_model.meta.get('trainable')}, base "
+                   f"{sft_model.meta.get('base_model') or 'tiny InternVL'}; {score}")  # fmt: skip
+    version = register_vlm(sft_model, "emit-iad-sft", description)
+    return {"registered_version": {"value": float(version or 0), "step": 0}}

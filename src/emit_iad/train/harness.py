@@ -1,0 +1,123 @@
+"""What both training loops share: the accelerator, seeded data order with sharding, checkpoints
+that resume mid-epoch, and logging into the MLflow run of the `kedro run`.
+
+Built on accelerate (``accelerate launch`` takes it to several GPUs or nodes: DDP, FSDP,
+DeepSpeed) rather than transformers' Trainer: EMIT's few-shot module rides on a forward hook and
+GRPO needs its own loop anyway, so one small harness serves both stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Position:
+    """Where training is: optimizer steps done, epoch, batches consumed in that epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+def make_accelerator(
+    grad_accum: int = 1, mixed_precision: str = "no", seed: int = 0
+) -> Accelerator:
+    acc = Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=mixed_precision)
+    set_seed(seed, device_specific=False)
+    return acc
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world: int = 1, drop_last: bool = True) -> list[list[int]]:  # fmt: skip
+    """Seeded order of ``n`` items for an epoch, in global batches of ``batch_size * world``,
+    each process taking its own ``batch_size`` slice (same order on every process)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n).tolist()
+    step = batch_size * world
+    stop = (n // step) * step if drop_last else n
+    batches = []
+    for i in range(0, stop, step):
+        chunk = order[i : i + step][rank * batch_size : (rank + 1) * batch_size]
+        if chunk:
+            batches.append(chunk)
+    return batches
+
+
+class Checkpointer:
+    """``<folder>/checkpoint-<step>/``: accelerate state (model, optimizer, scheduler, RNG) +
+    ``position.json``; the last ``keep`` are kept."""
+
+    def __init__(self, accelerator: Accelerator, folder: str | Path, every: int, keep: int = 2):
+        self.acc, self.folder, self.every, self.keep = accelerator, Path(folder), every, keep
+
+    def due(self, pos: Position) -> bool:
+        return self.every > 0 and pos.step > 0 and pos.step % self.every == 0
+
+    def save(self, pos: Position) -> Path:
+        path = self.folder / f"checkpoint-{pos.step}"
+        tmp = self.folder / f".checkpoint-{pos.step}.tmp"
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        if self.acc.is_main_process:
+            (tmp / "position.json").write_text(json.dumps(asdict(pos)))
+            if path.exists():
+                shutil.rmtree(path)
+            tmp.rename(path)  # a checkpoint exists whole or not at all
+            for old in self.all()[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return path
+
+    def all(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        found = [p for p in self.folder.iterdir() if re.fullmatch(r"checkpoint-\d+", p.name)]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def restore_latest(self) -> Position | None:
+        found = [p for p in self.all() if (p / "position.json").is_file()]
+        if not found:
+            return None
+        latest = found[-1]
+        self.acc.load_state(str(latest))
+        pos = Position(**json.loads((latest / "position.json").read_text()))
+        log.info("Resuming from %s (step %d, epoch %d)", latest, pos.step, pos.epoch)
+        return pos
+
+    def clear(self) -> None:
+        if self.acc.is_main_process:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def log_metrics(accelerator: Accelerator, metrics: dict[str, float], step: int) -> None:
+    """Into the MLflow run that kedro-mlflow opened (main process only; none: nothing)."""
+    if not accelerator.is_main_process:
+        return
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: check the stage's `trainable` parts")
+    return params
+
+
+def batches_of(items: Sequence, order: list[int]) -> Iterator:
+    return (items[i] for i in order)

@@ -1,0 +1,214 @@
+"""EMIT stage 1: supervised warm-up on the chosen tasks, loss on the answer tokens only."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from emit_iad.mmad import protocol as p
+from emit_iad.mmad.parsing import is_well_formed, parse_answer
+from emit_iad.train.harness import (
+    Checkpointer,
+    Position,
+    epoch_batches,
+    log_metrics,
+    make_accelerator,
+    trainable_parameters,
+)
+from emit_iad.train.targets import target
+from emit_iad.vlm.bundle import VLM, EMITModule
+from emit_iad.vlm.chat import PromptConfig, collate
+from emit_iad.vlm.loading import add_lora, set_trainable
+
+log = logging.getLogger(__name__)
+PARAMS_FILE = "conf/base/parameters_sft.yml"
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Mirrors ``sft`` in parameters_sft.yml (EMIT: AD + localization, lr 1e-5, 2 epochs,
+    projector + soft prompt trained)."""
+
+    tasks: tuple[str, ...] = (p.ANOMALY_DETECTION, p.DEFECT_LOCALIZATION)
+    trainable: tuple[str, ...] = ("fewshot",)  # fewshot | lora | full
+    answer_format: str = "think"  # think | plain
+    lr: float = 1e-5
+    epochs: int = 2
+    batch_size: int = 8
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    val_max_questions: int = 200
+    val_max_new_tokens: int = 48
+    mixed_precision: str = "no"
+    lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05})
+    prompt: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: dict) -> SFTConfig:
+        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown sft setting(s) {unknown} in {PARAMS_FILE}")
+        d = dict(params)
+        for key in ("tasks", "trainable"):
+            if key in d:
+                d[key] = tuple(d[key])
+        config = cls(**d)
+        if bad := set(config.tasks) - set(p.QUESTION_TYPES):
+            raise ValueError(
+                f"sft.tasks: unknown {sorted(bad)}; MMAD's are {list(p.QUESTION_TYPES)}"
+            )
+        return config
+
+    def prompt_config(self) -> PromptConfig:
+        return PromptConfig(**{**self.prompt, "answer_format": self.answer_format})
+
+
+def label_batch(batch, targets: Sequence[str], tokenizer) -> torch.Tensor:
+    """Labels = input ids on each row's target tokens (the row's end, left padding), else -100."""
+    ids = batch.inputs["input_ids"]
+    labels = torch.full_like(ids, -100)
+    for i, t in enumerate(targets):
+        n = len(tokenizer(t + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
+        labels[i, -n:] = ids[i, -n:]
+    return labels
+
+
+def prepare_model(vlm: VLM, config: SFTConfig) -> list[str]:
+    if "lora" in config.trainable and not hasattr(vlm.model, "peft_config"):
+        lora = dict(config.lora)
+        add_lora(vlm, lora.pop("targets", ("q_proj", "k_proj", "v_proj", "o_proj")), **lora)
+    return set_trainable(vlm, config.trainable)
+
+
+@torch.no_grad()
+def validate(vlm: VLM, questions: pd.DataFrame, prompt: PromptConfig, max_new_tokens: int,
+             batch_size: int = 16) -> dict[str, float]:  # fmt: skip
+    """Accuracy per question type and the share of well-formed replies (think format)."""
+    was_training = vlm.model.training
+    vlm.model.eval()
+    if vlm.fewshot is not None:
+        vlm.fewshot.eval()
+    records = [r for _, r in questions.iterrows()]
+    rows = []
+    tok = vlm.processor.tokenizer
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        batch = collate(
+            chunk, vlm.processor, prompt, vlm.fewshot_placeholders(), vlm.fewshot_types()
+        )
+        texts = vlm.generate(batch, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+        for r, t in zip(chunk, texts, strict=True):
+            rows.append({"type": r["type"], "correct": parse_answer(t, list(r["options"])) == r["answer"],
+                         "well_formed": is_well_formed(t)})  # fmt: skip
+    vlm.model.train(was_training)
+    if vlm.fewshot is not None:
+        vlm.fewshot.train(was_training)
+    df = pd.DataFrame(rows)
+    out = {
+        f"val/{t.lower().replace(' ', '_')}": 100 * g.correct.mean() for t, g in df.groupby("type")
+    }
+    out["val/accuracy"] = 100 * df.correct.mean()
+    if prompt.answer_format == "think":
+        out["val/well_formed"] = 100 * df.well_formed.mean()
+    return out
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return f
+
+
+def train_sft(
+    vlm: VLM,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    config: SFTConfig,
+    checkpoint_dir: str,
+    progress: Callable | None = None,
+) -> tuple[VLM, pd.DataFrame]:
+    """Train in place; return the model and the per-step history (loss, lr, val metrics)."""
+    train = train[train.type.isin(config.tasks)].reset_index(drop=True)
+    if train.empty:
+        raise ValueError(f"no training questions of types {list(config.tasks)} ({PARAMS_FILE})")
+    val = val[val.type.isin(config.tasks)].head(config.val_max_questions)
+    acc = make_accelerator(config.grad_accum, config.mixed_precision, config.seed)
+    prepare_model(vlm, config)
+    module = EMITModule(vlm)
+    optimizer = torch.optim.AdamW(trainable_parameters(module), lr=config.lr,
+                                  weight_decay=config.weight_decay)  # fmt: skip
+    per_epoch = len(
+        epoch_batches(len(train), config.batch_size, config.seed, 0, 0, acc.num_processes)
+    )
+    total = max(1, per_epoch * config.epochs // config.grad_accum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total, int(config.warmup_ratio * total))
+    )
+    module, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
+    ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints)
+    pos = ckpt.restore_latest() or Position()
+    prompt = config.prompt_config()
+    records = [r for _, r in train.iterrows()]
+    tok = vlm.processor.tokenizer
+    history: list[dict] = []
+    module.train()
+    bar = progress(total, pos.step) if progress else None
+    while pos.epoch < config.epochs:
+        batches = epoch_batches(len(records), config.batch_size, config.seed, pos.epoch,
+                                acc.process_index, acc.num_processes)  # fmt: skip
+        for b in range(pos.batch_in_epoch, len(batches)):
+            chunk = [records[i] for i in batches[b]]
+            targets = [target(r, config.answer_format) for r in chunk]
+            batch = collate(chunk, vlm.processor, prompt, vlm.fewshot_placeholders(),
+                            vlm.fewshot_types(), targets=targets)  # fmt: skip
+            labels = label_batch(batch, targets, tok)
+            t0 = time.perf_counter()
+            with acc.accumulate(module):
+                out = module(**batch.inputs, labels=labels, fewshot_query=batch.fewshot_query,
+                             fewshot_template=batch.fewshot_template)  # fmt: skip
+                acc.backward(out.loss)
+                if acc.sync_gradients and config.max_grad_norm:
+                    acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            pos.batch_in_epoch = b + 1
+            if not acc.sync_gradients:
+                continue
+            pos.step += 1
+            loss = acc.gather(out.loss.detach()[None]).mean().item()
+            row = {"step": pos.step, "epoch": pos.epoch, "loss": loss,
+                   "lr": scheduler.get_last_lr()[0], "step_s": time.perf_counter() - t0}  # fmt: skip
+            history.append(row)
+            log_metrics(acc, {f"sft/{k}": v for k, v in row.items() if k != "step"}, pos.step)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", epoch=pos.epoch)
+            if ckpt.due(pos):
+                ckpt.save(pos)
+        pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+        if len(val):
+            metrics = validate(vlm, val, prompt, config.val_max_new_tokens)
+            history.append({"step": pos.step, "epoch": pos.epoch, **metrics})
+            log_metrics(acc, {f"sft/{k}": v for k, v in metrics.items()}, pos.step)
+            log.info("epoch %d: %s", pos.epoch, {k: round(v, 1) for k, v in metrics.items()})
+    if bar is not None:
+        bar.close()
+    acc.wait_for_everyone()
+    ckpt.clear()  # finished: the saved model replaces the checkpoints
+    return vlm, pd.DataFrame(history)

@@ -1,0 +1,51 @@
+"""Models in the MLflow registry: a pyfunc that carries the emit-iad model directory.
+
+``mlflow.pyfunc.load_model("models:/emit-iad-sft@champion")`` answers question records; the
+evaluation stage downloads the directory from the same URI and loads it natively.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from emit_iad.vlm.bundle import VLM
+
+
+class EMITPyfunc(mlflow.pyfunc.PythonModel):
+    """Answers MMAD question records (columns of the question tables) with MMAD's protocol."""
+
+    def load_context(self, context) -> None:
+        self.vlm = VLM.load(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
+        from emit_iad.evaluate.answerers import LocalAnswerer
+        from emit_iad.vlm.chat import PromptConfig
+
+        prompt = PromptConfig(**(params or {}).get("prompt", {}))
+        answerer = LocalAnswerer(self.vlm, prompt, batch_size=16)
+        records = [r for _, r in model_input.iterrows()]
+        return [t for i in range(0, len(records), 16) for t in answerer.answer(records[i : i + 16])]
+
+
+def register_vlm(vlm: VLM, name: str, description: str, alias: str | None = None) -> str:
+    """Log the model directory as a pyfunc in the active run and register a version of
+    ``name``; returns the version. Without an active run nothing is logged."""
+    run = mlflow.active_run()
+    if run is None:
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model_dir"
+        vlm.save(folder)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=EMITPyfunc(), artifacts={"model_dir": str(folder)}
+        )
+    version = mlflow.register_model(info.model_uri, name)
+    client = mlflow.MlflowClient()
+    client.update_model_version(name, version.version, description=description)
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)

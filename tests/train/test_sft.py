@@ -1,0 +1,150 @@
+"""SFT on the tiny model: loss falls, labels cover only the answer, resume, MLflow + registry."""
+
+import copy
+
+import mlflow
+import pytest
+import torch
+
+from emit_iad.evaluate.answerers import ModelSpec, load_model
+from emit_iad.train.sft import SFTConfig, label_batch, train_sft
+from emit_iad.train.targets import rationale, target
+from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.chat import PromptConfig, collate
+from emit_iad.vlm.registry import register_vlm
+
+
+@pytest.fixture
+def fresh_vlm(tiny_vlm, tmp_path):
+    tiny_vlm.save(tmp_path / "base")
+    return VLM.load(tmp_path / "base")
+
+
+@pytest.fixture(scope="module")
+def questions(sets):
+    _, _, qa = sets
+    train = qa.split("train")
+    return train[train.type.isin(["Anomaly Detection", "Defect Localization"])]
+
+
+def small(**kw):
+    base = dict(trainable=("full", "fewshot"), lr=3e-3, epochs=1, batch_size=4,
+                checkpoint_every=0, val_max_questions=0, warmup_ratio=0.0)  # fmt: skip
+    return SFTConfig(**{**base, **kw})
+
+
+def test_targets_and_labels_cover_exactly_the_answer(fresh_vlm, questions):
+    rec = questions.iloc[0]
+    t = target(rec, "think")
+    assert t.startswith("<think>") and t.endswith(f"<answer>{rec.answer}</answer>")
+    assert target(rec, "plain") == rec.answer
+    assert (
+        rationale(
+            {"type": "Anomaly Detection", "defect": None, "object": "wood", "query_text": None}
+        )
+        == "The query matches a normal wood, so there is no defect."
+    )
+    records = [r for _, r in questions.head(3).iterrows()]
+    targets = [target(r, "think") for r in records]
+    tok = fresh_vlm.processor.tokenizer
+    batch = collate(records, fresh_vlm.processor, PromptConfig(), targets=targets)
+    labels = label_batch(batch, targets, tok)
+    for i, t in enumerate(targets):
+        kept = labels[i][labels[i] != -100]
+        assert tok.decode(kept) == t + tok.eos_token
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(fresh_vlm, questions, tmp_path):
+    fixed = questions.head(8)
+    _, history = train_sft(
+        fresh_vlm, fixed, fixed.iloc[:0], small(epochs=12, batch_size=8), str(tmp_path / "c")
+    )
+    losses = history.loss.dropna().tolist()
+    assert len(losses) == 12
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_the_trained_model_reloads_and_answers(fresh_vlm, questions, tmp_path):
+    model, _ = train_sft(
+        fresh_vlm, questions.head(8), questions.iloc[:0], small(), str(tmp_path / "c")
+    )
+    model.save(tmp_path / "sft")
+    back = VLM.load(tmp_path / "sft")
+    batch = collate([questions.iloc[0]], back.processor, PromptConfig(answer_format="think"),
+                    back.fewshot_placeholders(), back.fewshot_types())  # fmt: skip
+    assert isinstance(back.generate(batch, max_new_tokens=8, do_sample=False)[0], str)
+    assert not (tmp_path / "c").exists()  # checkpoints are removed once the model is saved
+
+
+class StopAt:
+    """A progress bar that kills the run after ``n`` steps (as an interruption would)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, total, done):
+        self.done = done
+        return self
+
+    def update(self, k):
+        self.done += k
+        if self.done >= self.n:
+            raise KeyboardInterrupt
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
+    tiny_vlm, questions, tmp_path
+):
+    data = questions.head(16)
+    config = small(epochs=2, checkpoint_every=2, lr=1e-3)
+    tiny_vlm.save(tmp_path / "base")
+    whole, _ = train_sft(
+        VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "w")
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(
+            VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r"), StopAt(5)
+        )
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    resumed, history = train_sft(
+        VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r")
+    )
+    assert history.step.tolist()[0] == 5 and history.step.tolist()[-1] == 8
+    for (name, a), (_, b) in zip(
+        whole.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert torch.allclose(whole.fewshot.soft_prompt, resumed.fewshot.soft_prompt, atol=1e-6)
+
+
+def test_mlflow_gets_the_loss_curve_and_a_registered_version(
+    fresh_vlm, questions, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # artifacts go to ./mlruns
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("emit-iad-test")
+    try:
+        with mlflow.start_run() as run:
+            model, history = train_sft(copy.deepcopy(fresh_vlm), questions.head(8), questions.head(4),
+                                       small(epochs=2, val_max_questions=4), str(tmp_path / "c"))  # fmt: skip
+            version = register_vlm(model, "emit-iad-sft", "test model", alias="champion")
+        client = mlflow.MlflowClient()
+        curve = client.get_metric_history(run.info.run_id, "sft/loss")
+        assert [m.step for m in curve] == [1, 2, 3, 4]
+        assert "sft/val/accuracy" in client.get_run(run.info.run_id).data.metrics
+        mv = client.get_model_version_by_alias("emit-iad-sft", "champion")
+        assert str(mv.version) == version == "1" and mv.description == "test model"
+        loaded = load_model(ModelSpec.parse("models:/emit-iad-sft@champion"))
+        assert type(loaded.model).__name__ == "InternVLForConditionalGeneration"
+        answers = mlflow.pyfunc.load_model("models:/emit-iad-sft@champion").predict(
+            questions.head(2)
+        )
+        assert len(answers) == 2
+    finally:
+        mlflow.set_tracking_uri(None)
