@@ -28,8 +28,15 @@ def questions(sets):
 
 
 def small(**kw):
-    base = dict(trainable=("full", "fewshot"), lr=3e-3, epochs=1, batch_size=4,
-                checkpoint_every=0, val_max_questions=0, warmup_ratio=0.0)  # fmt: skip
+    base = dict(
+        trainable=("full", "fewshot"),
+        lr=3e-3,
+        epochs=1,
+        batch_size=4,
+        checkpoint_every=0,
+        val_max_questions=0,
+        warmup_ratio=0.0,
+    )
     return SFTConfig(**{**base, **kw})
 
 
@@ -70,8 +77,13 @@ def test_the_trained_model_reloads_and_answers(fresh_vlm, questions, tmp_path):
     )
     model.save(tmp_path / "sft")
     back = VLM.load(tmp_path / "sft")
-    batch = collate([questions.iloc[0]], back.processor, PromptConfig(answer_format="think"),
-                    back.fewshot_placeholders(), back.fewshot_types())  # fmt: skip
+    batch = collate(
+        [questions.iloc[0]],
+        back.processor,
+        PromptConfig(answer_format="think"),
+        back.fewshot_placeholders(),
+        back.fewshot_types(),
+    )
     assert isinstance(back.generate(batch, max_new_tokens=8, do_sample=False)[0], str)
     assert not (tmp_path / "c").exists()  # checkpoints are removed once the model is saved
 
@@ -131,8 +143,13 @@ def test_mlflow_gets_the_loss_curve_and_a_registered_version(
     mlflow.set_experiment("emit-iad-test")
     try:
         with mlflow.start_run() as run:
-            model, history = train_sft(copy.deepcopy(fresh_vlm), questions.head(8), questions.head(4),
-                                       small(epochs=2, val_max_questions=4), str(tmp_path / "c"))  # fmt: skip
+            model, _history = train_sft(
+                copy.deepcopy(fresh_vlm),
+                questions.head(8),
+                questions.head(4),
+                small(epochs=2, val_max_questions=4),
+                str(tmp_path / "c"),
+            )
             version = register_vlm(model, "emit-iad-sft", "test model", alias="champion")
         client = mlflow.MlflowClient()
         curve = client.get_metric_history(run.info.run_id, "sft/loss")

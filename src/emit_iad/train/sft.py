@@ -92,8 +92,13 @@ def prepare_model(vlm: VLM, config: SFTConfig) -> list[str]:
 
 
 @torch.no_grad()
-def validate(vlm: VLM, questions: pd.DataFrame, prompt: PromptConfig, max_new_tokens: int,
-             batch_size: int = 16) -> dict[str, float]:  # fmt: skip
+def validate(
+    vlm: VLM,
+    questions: pd.DataFrame,
+    prompt: PromptConfig,
+    max_new_tokens: int,
+    batch_size: int = 16,
+) -> dict[str, float]:
     """Accuracy per question type and the share of well-formed replies (think format)."""
     was_training = vlm.model.training
     vlm.model.eval()
@@ -107,11 +112,21 @@ def validate(vlm: VLM, questions: pd.DataFrame, prompt: PromptConfig, max_new_to
         batch = collate(
             chunk, vlm.processor, prompt, vlm.fewshot_placeholders(), vlm.fewshot_types()
         )
-        texts = vlm.generate(batch, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+        texts = vlm.generate(
+            batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
         for r, t in zip(chunk, texts, strict=True):
-            rows.append({"type": r["type"], "correct": parse_answer(t, list(r["options"])) == r["answer"],
-                         "well_formed": is_well_formed(t)})  # fmt: skip
+            rows.append(
+                {
+                    "type": r["type"],
+                    "correct": parse_answer(t, list(r["options"])) == r["answer"],
+                    "well_formed": is_well_formed(t),
+                }
+            )
     vlm.model.train(was_training)
     if vlm.fewshot is not None:
         vlm.fewshot.train(was_training)
@@ -150,8 +165,9 @@ def train_sft(
     acc = make_accelerator(config.grad_accum, config.mixed_precision, config.seed)
     prepare_model(vlm, config)
     module = EMITModule(vlm)
-    optimizer = torch.optim.AdamW(trainable_parameters(module), lr=config.lr,
-                                  weight_decay=config.weight_decay)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(module), lr=config.lr, weight_decay=config.weight_decay
+    )
     per_epoch = len(
         epoch_batches(len(train), config.batch_size, config.seed, 0, 0, acc.num_processes)
     )
@@ -169,18 +185,34 @@ def train_sft(
     module.train()
     bar = progress(total, pos.step) if progress else None
     while pos.epoch < config.epochs:
-        batches = epoch_batches(len(records), config.batch_size, config.seed, pos.epoch,
-                                acc.process_index, acc.num_processes)  # fmt: skip
+        batches = epoch_batches(
+            len(records),
+            config.batch_size,
+            config.seed,
+            pos.epoch,
+            acc.process_index,
+            acc.num_processes,
+        )
         for b in range(pos.batch_in_epoch, len(batches)):
             chunk = [records[i] for i in batches[b]]
             targets = [target(r, config.answer_format) for r in chunk]
-            batch = collate(chunk, vlm.processor, prompt, vlm.fewshot_placeholders(),
-                            vlm.fewshot_types(), targets=targets)  # fmt: skip
+            batch = collate(
+                chunk,
+                vlm.processor,
+                prompt,
+                vlm.fewshot_placeholders(),
+                vlm.fewshot_types(),
+                targets=targets,
+            )
             labels = label_batch(batch, targets, tok)
             t0 = time.perf_counter()
             with acc.accumulate(module):
-                out = module(**batch.inputs, labels=labels, fewshot_query=batch.fewshot_query,
-                             fewshot_template=batch.fewshot_template)  # fmt: skip
+                out = module(
+                    **batch.inputs,
+                    labels=labels,
+                    fewshot_query=batch.fewshot_query,
+                    fewshot_template=batch.fewshot_template,
+                )
                 acc.backward(out.loss)
                 if acc.sync_gradients and config.max_grad_norm:
                     acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
@@ -192,8 +224,13 @@ def train_sft(
                 continue
             pos.step += 1
             loss = acc.gather(out.loss.detach()[None]).mean().item()
-            row = {"step": pos.step, "epoch": pos.epoch, "loss": loss,
-                   "lr": scheduler.get_last_lr()[0], "step_s": time.perf_counter() - t0}  # fmt: skip
+            row = {
+                "step": pos.step,
+                "epoch": pos.epoch,
+                "loss": loss,
+                "lr": scheduler.get_last_lr()[0],
+                "step_s": time.perf_counter() - t0,
+            }
             history.append(row)
             log_metrics(acc, {f"sft/{k}": v for k, v in row.items() if k != "step"}, pos.step)
             if bar is not None:

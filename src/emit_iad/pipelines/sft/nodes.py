@@ -20,10 +20,20 @@ def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.Data
     def bar(total, done):
         return tqdm(total=total, initial=done, desc="sft", unit="step")
 
-    model, history = train_sft(base_model, train_questions, val_questions, config,
-                               sft.get("checkpoint_dir", "data/06_models/.sft_checkpoints"), bar)  # fmt: skip
-    model.meta.update(stage="sft", tasks=list(config.tasks), trainable=list(config.trainable),
-                      answer_format=config.answer_format)  # fmt: skip
+    model, history = train_sft(
+        base_model,
+        train_questions,
+        val_questions,
+        config,
+        sft.get("checkpoint_dir", "data/06_models/.sft_checkpoints"),
+        bar,
+    )
+    model.meta.update(
+        stage="sft",
+        tasks=list(config.tasks),
+        trainable=list(config.trainable),
+        answer_format=config.answer_format,
+    )
     return model, history, curves(history, "SFT")
 
 
@@ -49,8 +59,10 @@ def register(sft_model: VLM, sft_history: pd.DataFrame) -> dict:
     score = (
         f"val accuracy {val['val/accuracy'].iloc[-1]:.1f}%" if val is not None and len(val) else ""
     )
-    description = (f"emit-iad SFT warm-up (EMIT stage 1) on tasks {sft_model.meta.get('tasks')}, "
-                   f"trainable {sft_model.meta.get('trainable')}, base "
-                   f"{sft_model.meta.get('base_model') or 'tiny InternVL'}; {score}")  # fmt: skip
+    description = (
+        f"emit-iad SFT warm-up (EMIT stage 1) on tasks {sft_model.meta.get('tasks')}, "
+        f"trainable {sft_model.meta.get('trainable')}, base "
+        f"{sft_model.meta.get('base_model') or 'tiny InternVL'}; {score}"
+    )
     version = register_vlm(sft_model, "emit-iad-sft", description)
     return {"registered_version": {"value": float(version or 0), "step": 0}}
