@@ -1,0 +1,1 @@
+"""Difficulty-aware GRPO (EMIT stage 2): rewards, advantages, response resampling, loss."""

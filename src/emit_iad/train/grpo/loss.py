@@ -1,0 +1,62 @@
+"""GRPO's clipped policy loss with a k3 KL penalty to the reference policy.
+
+Shapes: ``logp``, ``old_logp``, ``ref_logp``, ``mask``: (B, T) over completion tokens;
+``advantages``: (B,). Aggregation ``sequence`` (EMIT/GRPO: mean over each sequence's tokens,
+then over sequences) or ``token`` (sum over all tokens / number of tokens, as DAPO).
+"""
+
+from __future__ import annotations
+
+import torch
+
+AGGREGATIONS = ("sequence", "token")
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(π‖π_ref): exp(ref − logp) − (ref − logp) − 1 ≥ 0.
+
+    >>> k3_kl(torch.tensor([0.0]), torch.tensor([0.0]))
+    tensor([0.])
+    """
+    delta = ref_logp - logp
+    return torch.exp(delta) - delta - 1.0
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None = None,
+    beta: float = 0.0,
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    aggregation: str = "sequence",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss to minimise and metrics (clip fraction, KL, ratio)."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"grpo.loss_aggregation must be one of {AGGREGATIONS}")
+    eps_high = eps_low if eps_high is None else eps_high
+    mask = mask.to(logp.dtype)
+    ratio = torch.exp(logp - old_logp)  # [B, T]
+    adv = advantages[:, None]  # [B, 1]
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)  # [B, T]
+    kl = torch.zeros_like(per_token)
+    if beta and ref_logp is not None:
+        kl = k3_kl(logp, ref_logp)
+        per_token = per_token + beta * kl
+    if aggregation == "sequence":
+        lengths = mask.sum(dim=1).clamp(min=1.0)  # [B]
+        loss = ((per_token * mask).sum(dim=1) / lengths).mean()
+    else:
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    n = mask.sum().clamp(min=1.0)
+    was_clipped = ((ratio < 1.0 - eps_low) & (adv < 0)) | ((ratio > 1.0 + eps_high) & (adv > 0))
+    metrics = {
+        "clip_fraction": float((was_clipped.to(mask.dtype) * mask).sum() / n),
+        "kl": float((kl * mask).sum() / n),
+        "ratio": float((ratio * mask).sum() / n),
+    }
+    return loss, metrics
