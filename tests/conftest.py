@@ -78,6 +78,19 @@ def project(tmp_path, monkeypatch) -> Path:
     """
     dest = copy_project(tmp_path / "project")
     edit_params(dest, "ingestion", **SMALL_SYNTHETIC)
+    # small training and evaluation budgets: the tests check the wiring, not the learning
+    edit_params(dest, "sft", epochs=2, batch_size=8, val_max_questions=8)
+    edit_params(
+        dest,
+        "grpo",
+        steps=2,
+        batch_size=2,
+        group_size=4,
+        max_new_tokens=16,
+        val_max_questions=8,
+        checkpoint_every=1,
+    )
+    edit_params(dest, "evaluation", max_new_tokens=8)
     mlflow_yml = dest / "conf/base/mlflow.yml"
     mlflow_yml.write_text(
         mlflow_yml.read_text().replace("sqlite:///mlflow.db", f"sqlite:///{dest / 'mlflow.db'}")

@@ -60,17 +60,24 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     assert client.get_registered_model("emit-iad-sft").latest_versions
     assert not (project / "data/06_models/.sft_checkpoints").exists()
 
+    run_pipeline(project, "grpo")
+    grpo = VLM.load(project / "data/06_models/grpo")
+    assert grpo.meta["stage"] == "grpo" and grpo.meta["difficulty_aware"] is True
+    [grpo_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "grpo"]
+    history = client.get_metric_history(grpo_run.info.run_id, "grpo/difficult_before")
+    assert [m.step for m in history] == [1, 2]
+    assert client.get_registered_model("emit-iad-grpo").latest_versions
+    assert not (project / "data/06_models/.grpo_checkpoints").exists()
+
     edit_params(project, "evaluation", max_new_tokens=4)
     run_pipeline(project, "evaluation")
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics) == {"base", "sft"} and set(metrics["sft"]) >= {
-        "average",
-        "anomaly_detection",
-    }
+    assert set(metrics) == {"base", "sft", "grpo"}
+    assert set(metrics["grpo"]) >= {"average", "anomaly_detection"}
     answers = json.loads((project / "data/07_model_output/answers/base.json").read_text())
     assert len(answers) == len(bench)
     [ev] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluation"]
-    assert ev.data.metrics["mmad/average"] == pytest.approx(metrics["sft"]["average"], abs=0.01)
+    assert ev.data.metrics["mmad/average"] == pytest.approx(metrics["grpo"]["average"], abs=0.01)
     assert ev.data.metrics["speed.base/questions_per_s"] > 0
     artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {

@@ -100,6 +100,8 @@ def validate(
     batch_size: int = 16,
 ) -> dict[str, float]:
     """Accuracy per question type and the share of well-formed replies (think format)."""
+    if questions.empty:
+        return {}
     was_training = vlm.model.training
     vlm.model.eval()
     if vlm.fewshot is not None:

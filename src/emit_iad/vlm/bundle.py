@@ -112,10 +112,18 @@ class VLM:
         with self.injecting(batch):
             return self.model(**inputs, **kwargs)
 
+    def structural_token_ids(self) -> list[int]:
+        """Image and few-shot placeholder tokens: a reply must never contain them."""
+        tok = self.processor.tokenizer
+        names = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", FEWSHOT_TOKEN]
+        vocab = tok.get_vocab()
+        return [vocab[n] for n in names if n in vocab]
+
     @torch.no_grad()
     def generate(self, batch: Batch, **kwargs) -> list[str]:
         """Completions (prompt removed), decoded with the reasoning tags kept."""
         inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
+        kwargs.setdefault("suppress_tokens", self.structural_token_ids())
         with self.injecting(batch):
             out = self.model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1] :]

@@ -187,7 +187,13 @@ def inject_tokens(
         count = int(mask.sum())
         if count == 0:  # later generation steps see only new tokens
             return output
-        flat = values.reshape(-1, values.shape[-1])
+        rows, per_row = values.shape[0], values.shape[1]
+        if count % per_row == 0 and (count // per_row) % rows == 0 and count // per_row > rows:
+            # generate(num_return_sequences=n) repeats each prompt n times, interleaved
+            values_ = values.repeat_interleave(count // per_row // rows, dim=0)
+        else:
+            values_ = values
+        flat = values_.reshape(-1, values_.shape[-1])
         if count != flat.shape[0]:
             raise ValueError(
                 f"{count} few-shot placeholder tokens in the batch but {flat.shape[0]} "

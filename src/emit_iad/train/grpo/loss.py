@@ -56,7 +56,7 @@ def grpo_loss(
     was_clipped = ((ratio < 1.0 - eps_low) & (adv < 0)) | ((ratio > 1.0 + eps_high) & (adv > 0))
     metrics = {
         "clip_fraction": float((was_clipped.to(mask.dtype) * mask).sum() / n),
-        "kl": float((kl * mask).sum() / n),
-        "ratio": float((ratio * mask).sum() / n),
+        "kl": float((kl.detach() * mask).sum() / n),
+        "ratio": float((ratio.detach() * mask).sum() / n),
     }
     return loss, metrics

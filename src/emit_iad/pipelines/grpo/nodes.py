@@ -1,0 +1,61 @@
+"""Thin adapters between the catalog and :mod:`emit_iad.train.grpo`."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from tqdm.auto import tqdm
+
+from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.registry import register_vlm
+
+
+def train(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, grpo: dict):
+    config = GRPOConfig.from_params({k: v for k, v in grpo.items() if k != "checkpoint_dir"})
+
+    def bar(total, done):
+        return tqdm(total=total, initial=done, desc="grpo", unit="step")
+
+    model, history, samples = train_grpo(
+        sft_model, train_questions, val_questions, config,
+        grpo.get("checkpoint_dir", "data/06_models/.grpo_checkpoints"), bar,
+    )  # fmt: skip
+    model.meta.update(stage="grpo", tasks=list(config.tasks), trainable=list(config.trainable),
+                      difficulty_aware=config.difficulty_aware, answer_format="think")  # fmt: skip
+    return model, history, pd.DataFrame(samples), curves(history)
+
+
+def curves(history: pd.DataFrame) -> plt.Figure:
+    """Accuracy reward, difficult share before/after resampling, KL per step."""
+    steps = history.dropna(subset=["accuracy"]) if "accuracy" in history else history.iloc[:0]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    for ax, cols, title in (
+        (axes[0], ["accuracy", "reward/accuracy"], "accuracy"),
+        (axes[1], ["difficult_before", "difficult_after", "nonzero_advantage_share"], "difficulty"),
+        (axes[2], ["kl", "clip_fraction"], "KL / clipping"),
+    ):
+        for c in cols:
+            if c in steps:
+                ax.plot(steps.step, steps[c], label=c)
+        ax.set(xlabel="step", title=f"GRPO {title}")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def register(grpo_model: VLM, grpo_history: pd.DataFrame) -> dict:
+    val = grpo_history.dropna(subset=["val/accuracy"]) if "val/accuracy" in grpo_history else None
+    score = (
+        f"val accuracy {val['val/accuracy'].iloc[-1]:.1f}%" if val is not None and len(val) else ""
+    )
+    description = (
+        f"emit-iad GRPO (EMIT stage 2, difficulty_aware={grpo_model.meta.get('difficulty_aware')}) "
+        f"on tasks {grpo_model.meta.get('tasks')}, from the SFT model; {score}"
+    )
+    version = register_vlm(grpo_model, "emit-iad-grpo", description)
+    return {"registered_version": {"value": float(version or 0), "step": 0}}

@@ -1,0 +1,352 @@
+"""Difficulty-aware GRPO, EMIT stage 2. One step:
+
+1. rollout: G responses per prompt from the current policy (temperature 1.0);
+2. filter: EMIT's response resampling fills the batch with groups that hold a correct response;
+3. score: weighted rewards, group-relative advantages, EMIT's difficulty reweighting;
+4. update: μ passes of the clipped policy loss with a k3 KL to the reference policy;
+5. log, validate, checkpoint.
+
+The loop is the project's own because no library exposes hooks for resampling and advantage
+reweighting (TRL's GRPOTrainer has no dynamic sampling); generation goes through
+``generate()``, behind :class:`Sampler`, the seam for a vLLM backend on GPUs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from emit_iad.mmad import protocol as p
+from emit_iad.train.grpo.advantages import emit_advantages
+from emit_iad.train.grpo.loss import grpo_loss
+from emit_iad.train.grpo.resampling import Group, Resampler
+from emit_iad.train.grpo.rewards import answer_letter, build_rewards, score
+from emit_iad.train.harness import (
+    Checkpointer,
+    Position,
+    log_metrics,
+    make_accelerator,
+    trainable_parameters,
+)
+from emit_iad.train.sft import prepare_model, validate
+from emit_iad.vlm.bundle import VLM, EMITModule
+from emit_iad.vlm.chat import Batch, PromptConfig, collate
+from emit_iad.vlm.tiny import FEWSHOT_TOKEN
+
+log = logging.getLogger(__name__)
+PARAMS_FILE = "conf/base/parameters_grpo.yml"
+EMIT_TASKS = (p.ANOMALY_DETECTION, p.DEFECT_CLASSIFICATION, p.DEFECT_LOCALIZATION,
+              p.OBJECT_CLASSIFICATION)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Mirrors ``grpo`` in parameters_grpo.yml (EMIT: G 8, temperature 1.0, β 0.005, ε 0.2,
+    lr 1e-5, 2 epochs, LoRA + projector + soft prompt)."""
+
+    tasks: tuple[str, ...] = EMIT_TASKS
+    group_size: int = 8
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    batch_size: int = 4  # prompts per update, per process
+    steps: int = 50
+    lr: float = 1e-5
+    mu: int = 1
+    beta: float = 0.005
+    eps_low: float = 0.2
+    eps_high: float | None = None
+    loss_aggregation: str = "sequence"
+    rewards: dict = field(default_factory=lambda: {"accuracy": 3.0, "format": 1.0,
+                                                   "cosine": 1.0, "repetition": 1.0})  # fmt: skip
+    reward_options: dict = field(default_factory=dict)
+    difficulty_aware: bool = True
+    resample: bool | None = None  # None: follow difficulty_aware
+    reweight: bool | None = None
+    max_resample_rounds: int = 3
+    trainable: tuple[str, ...] = ("lora", "fewshot")
+    lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
+    seed: int = 0
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    sample_table_every: int = 10
+    val_max_questions: int = 200
+    val_max_new_tokens: int = 48
+    mixed_precision: str = "no"
+    prompt: dict = field(default_factory=lambda: {"answer_format": "think"})
+
+    @classmethod
+    def from_params(cls, params: dict) -> GRPOConfig:
+        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown grpo setting(s) {unknown} in {PARAMS_FILE}")
+        d = {k: tuple(v) if k in ("tasks", "trainable") else v for k, v in params.items()}
+        config = cls(**d)
+        build_rewards(config.rewards, config.reward_options)  # unknown reward names fail here
+        if config.group_size < 2:
+            raise ValueError(f"grpo.group_size must be >= 2 ({PARAMS_FILE})")
+        return config
+
+    @property
+    def do_resample(self) -> bool:
+        return self.difficulty_aware if self.resample is None else self.resample
+
+    @property
+    def do_reweight(self) -> bool:
+        return self.difficulty_aware if self.reweight is None else self.reweight
+
+    def prompt_config(self) -> PromptConfig:
+        return PromptConfig(**{"answer_format": "think", **self.prompt})
+
+
+@dataclass
+class Response:
+    text: str
+    ids: torch.Tensor  # completion token ids (1-D, up to and including EOS)
+
+
+class Sampler:
+    """G sampled completions for one prompt via ``generate()`` (swap in vLLM here)."""
+
+    def __init__(self, vlm: VLM, prompt: PromptConfig, temperature: float, max_new_tokens: int):
+        self.vlm, self.prompt = vlm, prompt
+        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self._batches: dict[int, Batch] = {}
+
+    def prompt_batch(self, record) -> Batch:
+        key = id(record)
+        if key not in self._batches:
+            self._batches[key] = collate([record], self.vlm.processor, self.prompt,
+                                         self.vlm.fewshot_placeholders(), self.vlm.fewshot_types())  # fmt: skip
+        return self._batches[key]
+
+    @torch.no_grad()
+    def __call__(self, record, n: int) -> list[Response]:
+        batch = self.prompt_batch(record)
+        tok = self.vlm.processor.tokenizer
+        inputs = {k: v.to(self.vlm.device) for k, v in batch.inputs.items()}
+        with self.vlm.injecting(batch):
+            out = self.vlm.model.generate(
+                **inputs, do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
+                max_new_tokens=self.max_new_tokens, num_return_sequences=n,
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                suppress_tokens=self.vlm.structural_token_ids(),
+            )  # fmt: skip
+        completions = out[:, inputs["input_ids"].shape[1] :]
+        responses = []
+        for row in completions:
+            ends = (row == tok.eos_token_id).nonzero()
+            ids = row[: int(ends[0]) + 1] if len(ends) else row
+            responses.append(Response(tok.decode(ids, skip_special_tokens=True), ids.cpu()))
+        return responses
+
+
+def check_inputs(vlm: VLM, train: pd.DataFrame, config: GRPOConfig) -> None:
+    """Fail before any step: no data, a tokenizer without the tokens the prompts need."""
+    if train.empty:
+        raise ValueError(f"no training questions of types {list(config.tasks)} ({PARAMS_FILE})")
+    vocab = vlm.processor.tokenizer.get_vocab()
+    needed = [FEWSHOT_TOKEN] if vlm.fewshot is not None else []
+    missing = [t for t in needed if t not in vocab]
+    if missing:
+        raise ValueError(f"the model's tokenizer lacks {missing}; load it with "
+                         "emit_iad.vlm.loading.load_pretrained, which adds them")  # fmt: skip
+
+
+def group_inputs(
+    batch: Batch, responses: list[Response], pad_id: int
+) -> tuple[dict, torch.Tensor, int]:
+    """Prompt + each completion as one padded batch (G rows); completion mask; prompt length."""
+    g = len(responses)
+    lp = batch.inputs["input_ids"].shape[1]
+    lc = max(len(r.ids) for r in responses)
+    comp = torch.full((g, lc), pad_id, dtype=torch.long)
+    mask = torch.zeros((g, lc))
+    for i, r in enumerate(responses):
+        comp[i, : len(r.ids)] = r.ids
+        mask[i, : len(r.ids)] = 1.0
+    inputs = {
+        "input_ids": torch.cat([batch.inputs["input_ids"].expand(g, -1), comp], dim=1),
+        "attention_mask": torch.cat(
+            [batch.inputs["attention_mask"].expand(g, -1), mask.long()], dim=1
+        ),
+        "pixel_values": batch.inputs["pixel_values"].repeat(g, 1, 1, 1),
+    }
+    if batch.fewshot_query is not None:
+        inputs["fewshot_query"] = batch.fewshot_query.expand(g, -1, -1, -1)
+        inputs["fewshot_template"] = batch.fewshot_template.expand(g, -1, -1, -1)
+    return inputs, mask, lp
+
+
+def token_logp(module, inputs: dict, lp: int) -> torch.Tensor:
+    """Log-probabilities (G, Lc) of the completion tokens under ``module``."""
+    logits = module(**inputs).logits[:, lp - 1 : -1].float()  # [G, Lc, V]
+    targets = inputs["input_ids"][:, lp:]  # [G, Lc]
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
+def train_grpo(
+    vlm: VLM,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    config: GRPOConfig,
+    checkpoint_dir: str,
+    progress: Callable | None = None,
+) -> tuple[VLM, pd.DataFrame, list[dict]]:
+    """Train in place; returns the model, per-step metrics and sample completions."""
+    train = train[train.type.isin(config.tasks)].reset_index(drop=True)
+    check_inputs(vlm, train, config)
+    acc = make_accelerator(1, config.mixed_precision, config.seed)
+    reference = EMITModule(copy.deepcopy(vlm)) if "lora" not in config.trainable else None
+    prepare_model(vlm, config)  # type: ignore[arg-type]  (same trainable/lora fields as SFT)
+    if reference is None:  # LoRA: the reference is the base with the adapter disabled
+        ref_fewshot = copy.deepcopy(vlm.fewshot)
+    module = EMITModule(vlm)
+    optimizer = torch.optim.AdamW(trainable_parameters(module), lr=config.lr)
+    module, optimizer = acc.prepare(module, optimizer)
+    ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints)
+    pos = ckpt.restore_latest() or Position()
+    prompt = config.prompt_config()
+    rewards = build_rewards(config.rewards, config.reward_options)
+    records = [r for _, r in train.iterrows()]
+    sampler = Sampler(vlm, prompt, config.temperature, config.max_new_tokens)
+    tok = vlm.processor.tokenizer
+
+    def correct(record, response: Response) -> bool:
+        return answer_letter(response.text, len(record["options"])) == record["answer"]
+
+    resampler = Resampler(sampler, correct, config.group_size, config.do_resample,
+                          config.max_resample_rounds)  # fmt: skip
+
+    def next_prompt():
+        order = torch.randperm(
+            len(records), generator=torch.Generator().manual_seed(config.seed + pos.epoch)
+        )
+        mine = order[acc.process_index :: acc.num_processes]
+        if pos.batch_in_epoch >= len(mine):
+            pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+            return next_prompt()
+        record = records[int(mine[pos.batch_in_epoch])]
+        pos.batch_in_epoch += 1
+        return record
+
+    # Eval mode throughout (gradients still flow): no dropout, and the few-shot BatchNorm keeps
+    # its running statistics, so the update scores completions under the policy that sampled
+    # them (a group repeats one prompt, whose batch statistics would be degenerate).
+    module.eval()
+    history: list[dict] = []
+    samples: list[dict] = []
+    bar = progress(config.steps, pos.step) if progress else None
+    while pos.step < config.steps:
+        t0 = time.perf_counter()
+        groups, fill = resampler.fill(next_prompt, config.batch_size)
+        if not groups:
+            log.warning("step %d: no prompt had a correct response after %d resampling rounds; "
+                        "nothing to learn from (is the starting model trained?)", pos.step + 1,
+                        config.max_resample_rounds)  # fmt: skip
+        t1 = time.perf_counter()
+        metrics, step_samples = update(module, reference, vlm, sampler, groups, rewards, config,
+                                       optimizer, acc, tok, ref_fewshot if reference is None else None)  # fmt: skip
+        metrics["rollout_s"], metrics["update_s"] = t1 - t0, time.perf_counter() - t1
+        pos.step += 1
+        elapsed = time.perf_counter() - t0
+        metrics.update({k: v for k, v in fill.as_metrics().items()}, step_s=elapsed,
+                       tokens_per_s=metrics.get("completion_tokens", 0.0) / elapsed)  # fmt: skip
+        history.append({"step": pos.step, **metrics})
+        log_metrics(acc, {f"grpo/{k}": v for k, v in metrics.items()}, pos.step)
+        if config.sample_table_every and pos.step % config.sample_table_every == 0:
+            samples += [{"step": pos.step, **s} for s in step_samples[:8]]
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                acc=f"{metrics.get('accuracy', 0):.2f}", kl=f"{metrics.get('kl', 0):.3f}"
+            )
+        if ckpt.due(pos):
+            ckpt.save(pos)
+    if bar is not None:
+        bar.close()
+    if len(val):
+        final = validate(vlm, val[val.type.isin(config.tasks)].head(config.val_max_questions), prompt,
+                         config.val_max_new_tokens)  # fmt: skip
+        history.append({"step": pos.step, **final})
+        log_metrics(acc, {f"grpo/{k}": v for k, v in final.items()}, pos.step)
+    acc.wait_for_everyone()
+    ckpt.clear()
+    return vlm, pd.DataFrame(history), samples
+
+
+def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
+           config: GRPOConfig, optimizer, acc, tok, ref_fewshot) -> tuple[dict, list[dict]]:  # fmt: skip
+    """Score the groups, then μ passes of the clipped loss; returns step metrics and samples."""
+    prepared = []
+    parts_sum: dict[str, float] = {}
+    n_resp = 0
+    all_correct, nonzero, samples, comp_tokens = [], 0, [], 0
+    for g in groups:
+        record = g.prompt
+        texts = [r.text for r in g.responses]
+        cols = {
+            "answer": [record["answer"]] * len(texts),
+            "options": [list(record["options"])] * len(texts),
+        }
+        total, parts = score(texts, cols, rewards)
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + sum(v)
+        n_resp += len(texts)
+        correct = torch.tensor(g.correct)[None]
+        adv = emit_advantages(torch.tensor(total)[None], correct, config.do_reweight)[0]
+        nonzero += int(adv.abs().max() > 1e-6)
+        all_correct += g.correct
+        batch = sampler.prompt_batch(record)
+        inputs, mask, lp = group_inputs(batch, g.responses, tok.pad_token_id)
+        comp_tokens += int(mask.sum())
+        with torch.no_grad():
+            old = token_logp(module, inputs, lp) if config.mu > 1 else None
+            ref = reference_logp(reference, vlm, inputs, lp, ref_fewshot) if config.beta else None
+        prepared.append((inputs, mask, lp, adv, old, ref))
+        samples += [{"question": record["question"], "answer": record["answer"], "completion": t,
+                     "reward": r} for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
+    loss_metrics: dict[str, float] = {}
+    for _ in range(config.mu):
+        losses = []
+        for inputs, mask, lp, adv, old, ref in prepared:
+            logp = token_logp(module, inputs, lp)
+            loss, m = grpo_loss(logp, logp.detach() if old is None else old, adv, mask, ref,
+                                config.beta, config.eps_low, config.eps_high, config.loss_aggregation)  # fmt: skip
+            losses.append(loss)
+            for k, v in m.items():
+                loss_metrics[k] = loss_metrics.get(k, 0.0) + v / max(1, len(prepared) * config.mu)
+        total_loss = (
+            torch.stack(losses).mean()
+            if losses
+            else sum(q.sum() * 0 for q in module.parameters() if q.requires_grad)
+        )
+        optimizer.zero_grad()
+        acc.backward(total_loss)
+        optimizer.step()
+    metrics = {f"reward/{k}": v / max(1, n_resp) for k, v in parts_sum.items()}
+    metrics.update(loss_metrics)
+    metrics["accuracy"] = sum(all_correct) / max(1, len(all_correct))
+    metrics["nonzero_advantage_share"] = nonzero / max(1, len(groups))
+    metrics["completion_tokens"] = float(comp_tokens)
+    metrics["completion_length"] = comp_tokens / max(1, n_resp)
+    return metrics, samples
+
+
+@torch.no_grad()
+def reference_logp(reference, vlm: VLM, inputs: dict, lp: int, ref_fewshot) -> torch.Tensor:
+    if reference is not None:
+        return token_logp(reference, inputs, lp)
+    # LoRA: the starting model is the base with the adapter switched off (no second copy)
+    current = vlm.fewshot
+    vlm.fewshot = ref_fewshot
+    try:
+        with vlm.model.disable_adapter():
+            return token_logp(EMITModule(vlm), inputs, lp)
+    finally:
+        vlm.fewshot = current

@@ -1,0 +1,128 @@
+"""A few real GRPO steps on the tiny model: LoRA changes, kill-and-resume equality, bad input."""
+
+import pytest
+import torch
+
+from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.vlm.bundle import VLM
+
+
+@pytest.fixture(scope="module")
+def questions(sets):
+    _, _, qa = sets
+    train = qa.split("train")
+    return train[train.type.isin(["Anomaly Detection", "Defect Localization"])].head(24)
+
+
+def small(**kw):
+    base = dict(tasks=("Anomaly Detection", "Defect Localization"), group_size=4, max_new_tokens=12,
+                batch_size=2, steps=2, lr=1e-3, checkpoint_every=0, val_max_questions=0,
+                trainable=("full", "fewshot"), sample_table_every=1,
+                # the untrained tiny model never answers right: with resampling every prompt
+                # would be dropped, so these tests run standard GRPO
+                difficulty_aware=False)  # fmt: skip
+    return GRPOConfig(**{**base, **kw})
+
+
+def test_a_few_steps_change_the_lora_adapter_and_log_every_metric(tiny_vlm, questions, tmp_path):
+    tiny_vlm.save(tmp_path / "base")
+    vlm = VLM.load(tmp_path / "base")
+    vlm.meta["base_model"] = str(tmp_path / "base")
+    config = small(trainable=("lora", "fewshot"), beta=0.05)
+    out, history, samples = train_grpo(
+        vlm, questions, questions.iloc[:0], config, str(tmp_path / "c")
+    )
+    lora_b = [p for n, p in out.model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # B starts at zero: it moved
+    for key in [
+        "accuracy",
+        "reward/accuracy",
+        "reward/format",
+        "difficult_before",
+        "difficult_after",
+        "resample_rounds",
+        "kl",
+        "clip_fraction",
+        "completion_length",
+        "tokens_per_s",
+        "nonzero_advantage_share",
+        "step_s",
+    ]:
+        assert key in history.columns, key
+    assert len(history) == 2 and len(samples) > 0
+    assert history.nonzero_advantage_share.gt(0).all()
+    out.save(tmp_path / "grpo")
+    assert (tmp_path / "grpo/adapter_config.json").is_file()
+
+
+class StopAt:
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, total, done):
+        self.done = done
+        return self
+
+    def update(self, k):
+        self.done += k
+        if self.done >= self.n:
+            raise KeyboardInterrupt
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_vlm, questions, tmp_path):
+    tiny_vlm.save(tmp_path / "base")
+    config = small(steps=4, checkpoint_every=2)
+    whole, _, _ = train_grpo(
+        VLM.load(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "w")
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train_grpo(
+            VLM.load(tmp_path / "base"),
+            questions,
+            questions.iloc[:0],
+            config,
+            str(tmp_path / "r"),
+            StopAt(3),
+        )
+    assert (tmp_path / "r/checkpoint-2").is_dir()
+    resumed, history, _ = train_grpo(
+        VLM.load(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "r")
+    )
+    assert history.step.tolist() == [3, 4]
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(
+            whole.model.parameters(), VLM.load(tmp_path / "base").model.parameters(), strict=True
+        )
+    ]
+    assert any(moved)
+    for (name, a), (_, b) in zip(
+        whole.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_bad_input_fails_before_any_step(tiny_vlm, questions, tmp_path):
+    with pytest.raises(ValueError, match="no training questions"):
+        train_grpo(tiny_vlm, questions.iloc[:0], questions.iloc[:0], small(), str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="unknown reward function"):
+        GRPOConfig.from_params({"rewards": {"accuracy": 3, "vibes": 1}})
+    with pytest.raises(ValueError, match="unknown grpo setting"):
+        GRPOConfig.from_params({"beta_": 0.1})
+
+
+def test_a_model_that_never_answers_right_drops_every_prompt_with_resampling(
+    tiny_vlm, questions, tmp_path
+):
+    config = small(difficulty_aware=True, steps=1, max_resample_rounds=1, batch_size=1)
+    _, history, _ = train_grpo(
+        tiny_vlm, questions.head(4), questions.iloc[:0], config, str(tmp_path / "c")
+    )
+    row = history.iloc[0]
+    assert row.difficult_before == 1.0 and row.dropped_prompts == row.prompts_drawn == 4
