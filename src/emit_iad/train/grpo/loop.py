@@ -41,8 +41,12 @@ from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_grpo.yml"
-EMIT_TASKS = (p.ANOMALY_DETECTION, p.DEFECT_CLASSIFICATION, p.DEFECT_LOCALIZATION,
-              p.OBJECT_CLASSIFICATION)  # fmt: skip
+EMIT_TASKS = (
+    p.ANOMALY_DETECTION,
+    p.DEFECT_CLASSIFICATION,
+    p.DEFECT_LOCALIZATION,
+    p.OBJECT_CLASSIFICATION,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,9 @@ class GRPOConfig:
     eps_low: float = 0.2
     eps_high: float | None = None
     loss_aggregation: str = "sequence"
-    rewards: dict = field(default_factory=lambda: {"accuracy": 3.0, "format": 1.0,
-                                                   "cosine": 1.0, "repetition": 1.0})  # fmt: skip
+    rewards: dict = field(
+        default_factory=lambda: {"accuracy": 3.0, "format": 1.0, "cosine": 1.0, "repetition": 1.0}
+    )
     reward_options: dict = field(default_factory=dict)
     difficulty_aware: bool = True
     resample: bool | None = None  # None: follow difficulty_aware
@@ -121,8 +126,13 @@ class Sampler:
     def prompt_batch(self, record) -> Batch:
         key = id(record)
         if key not in self._batches:
-            self._batches[key] = collate([record], self.vlm.processor, self.prompt,
-                                         self.vlm.fewshot_placeholders(), self.vlm.fewshot_types())  # fmt: skip
+            self._batches[key] = collate(
+                [record],
+                self.vlm.processor,
+                self.prompt,
+                self.vlm.fewshot_placeholders(),
+                self.vlm.fewshot_types(),
+            )
         return self._batches[key]
 
     @torch.no_grad()
@@ -132,11 +142,17 @@ class Sampler:
         inputs = {k: v.to(self.vlm.device) for k, v in batch.inputs.items()}
         with self.vlm.injecting(batch):
             out = self.vlm.model.generate(
-                **inputs, do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
-                max_new_tokens=self.max_new_tokens, num_return_sequences=n,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                **inputs,
+                do_sample=True,
+                temperature=self.temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=self.max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
                 suppress_tokens=self.vlm.structural_token_ids(),
-            )  # fmt: skip
+            )
         completions = out[:, inputs["input_ids"].shape[1] :]
         responses = []
         for row in completions:
@@ -154,8 +170,10 @@ def check_inputs(vlm: VLM, train: pd.DataFrame, config: GRPOConfig) -> None:
     needed = [FEWSHOT_TOKEN] if vlm.fewshot is not None else []
     missing = [t for t in needed if t not in vocab]
     if missing:
-        raise ValueError(f"the model's tokenizer lacks {missing}; load it with "
-                         "emit_iad.vlm.loading.load_pretrained, which adds them")  # fmt: skip
+        raise ValueError(
+            f"the model's tokenizer lacks {missing}; load it with "
+            "emit_iad.vlm.loading.load_pretrained, which adds them"
+        )
 
 
 def group_inputs(
@@ -220,8 +238,9 @@ def train_grpo(
     def correct(record, response: Response) -> bool:
         return answer_letter(response.text, len(record["options"])) == record["answer"]
 
-    resampler = Resampler(sampler, correct, config.group_size, config.do_resample,
-                          config.max_resample_rounds)  # fmt: skip
+    resampler = Resampler(
+        sampler, correct, config.group_size, config.do_resample, config.max_resample_rounds
+    )
 
     def next_prompt():
         order = torch.randperm(
@@ -246,17 +265,34 @@ def train_grpo(
         t0 = time.perf_counter()
         groups, fill = resampler.fill(next_prompt, config.batch_size)
         if not groups:
-            log.warning("step %d: no prompt had a correct response after %d resampling rounds; "
-                        "nothing to learn from (is the starting model trained?)", pos.step + 1,
-                        config.max_resample_rounds)  # fmt: skip
+            log.warning(
+                "step %d: no prompt had a correct response after %d resampling rounds; "
+                "nothing to learn from (is the starting model trained?)",
+                pos.step + 1,
+                config.max_resample_rounds,
+            )
         t1 = time.perf_counter()
-        metrics, step_samples = update(module, reference, vlm, sampler, groups, rewards, config,
-                                       optimizer, acc, tok, ref_fewshot if reference is None else None)  # fmt: skip
+        metrics, step_samples = update(
+            module,
+            reference,
+            vlm,
+            sampler,
+            groups,
+            rewards,
+            config,
+            optimizer,
+            acc,
+            tok,
+            ref_fewshot if reference is None else None,
+        )
         metrics["rollout_s"], metrics["update_s"] = t1 - t0, time.perf_counter() - t1
         pos.step += 1
         elapsed = time.perf_counter() - t0
-        metrics.update({k: v for k, v in fill.as_metrics().items()}, step_s=elapsed,
-                       tokens_per_s=metrics.get("completion_tokens", 0.0) / elapsed)  # fmt: skip
+        metrics.update(
+            {k: v for k, v in fill.as_metrics().items()},
+            step_s=elapsed,
+            tokens_per_s=metrics.get("completion_tokens", 0.0) / elapsed,
+        )
         history.append({"step": pos.step, **metrics})
         log_metrics(acc, {f"grpo/{k}": v for k, v in metrics.items()}, pos.step)
         if config.sample_table_every and pos.step % config.sample_table_every == 0:
@@ -271,8 +307,12 @@ def train_grpo(
     if bar is not None:
         bar.close()
     if len(val):
-        final = validate(vlm, val[val.type.isin(config.tasks)].head(config.val_max_questions), prompt,
-                         config.val_max_new_tokens)  # fmt: skip
+        final = validate(
+            vlm,
+            val[val.type.isin(config.tasks)].head(config.val_max_questions),
+            prompt,
+            config.val_max_new_tokens,
+        )
         history.append({"step": pos.step, **final})
         log_metrics(acc, {f"grpo/{k}": v for k, v in final.items()}, pos.step)
     acc.wait_for_everyone()
@@ -280,8 +320,19 @@ def train_grpo(
     return vlm, pd.DataFrame(history), samples
 
 
-def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
-           config: GRPOConfig, optimizer, acc, tok, ref_fewshot) -> tuple[dict, list[dict]]:  # fmt: skip
+def update(
+    module,
+    reference,
+    vlm: VLM,
+    sampler: Sampler,
+    groups: list[Group],
+    rewards,
+    config: GRPOConfig,
+    optimizer,
+    acc,
+    tok,
+    ref_fewshot,
+) -> tuple[dict, list[dict]]:
     """Score the groups, then μ passes of the clipped loss; returns step metrics and samples."""
     prepared = []
     parts_sum: dict[str, float] = {}
@@ -309,15 +360,31 @@ def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], r
             old = token_logp(module, inputs, lp) if config.mu > 1 else None
             ref = reference_logp(reference, vlm, inputs, lp, ref_fewshot) if config.beta else None
         prepared.append((inputs, mask, lp, adv, old, ref))
-        samples += [{"question": record["question"], "answer": record["answer"], "completion": t,
-                     "reward": r} for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
+        samples += [
+            {
+                "question": record["question"],
+                "answer": record["answer"],
+                "completion": t,
+                "reward": r,
+            }
+            for t, r in zip(texts[:2], total[:2], strict=False)
+        ]
     loss_metrics: dict[str, float] = {}
     for _ in range(config.mu):
         losses = []
         for inputs, mask, lp, adv, old, ref in prepared:
             logp = token_logp(module, inputs, lp)
-            loss, m = grpo_loss(logp, logp.detach() if old is None else old, adv, mask, ref,
-                                config.beta, config.eps_low, config.eps_high, config.loss_aggregation)  # fmt: skip
+            loss, m = grpo_loss(
+                logp,
+                logp.detach() if old is None else old,
+                adv,
+                mask,
+                ref,
+                config.beta,
+                config.eps_low,
+                config.eps_high,
+                config.loss_aggregation,
+            )
             losses.append(loss)
             for k, v in m.items():
                 loss_metrics[k] = loss_metrics.get(k, 0.0) + v / max(1, len(prepared) * config.mu)
