@@ -12,6 +12,7 @@ from emit_iad.train.targets import rationale, target
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig, collate
 from emit_iad.vlm.registry import register_vlm
+from tests.helpers import StopAt
 
 
 @pytest.fixture
@@ -86,28 +87,6 @@ def test_the_trained_model_reloads_and_answers(fresh_vlm, questions, tmp_path):
     )
     assert isinstance(back.generate(batch, max_new_tokens=8, do_sample=False)[0], str)
     assert not (tmp_path / "c").exists()  # checkpoints are removed once the model is saved
-
-
-class StopAt:
-    """A progress bar that kills the run after ``n`` steps (as an interruption would)."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __call__(self, total, done):
-        self.done = done
-        return self
-
-    def update(self, k):
-        self.done += k
-        if self.done >= self.n:
-            raise KeyboardInterrupt
-
-    def set_postfix(self, **kw):
-        pass
-
-    def close(self):
-        pass
 
 
 def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(

@@ -17,6 +17,7 @@ from emit_iad.describe.tasks import (
     plan_tasks,
 )
 from emit_iad.llm_api import ChatClient, ClientConfig, Failure, Job, Usage
+from emit_iad.params import reject_unknown
 
 log = logging.getLogger(__name__)
 BACKENDS = ("template", "openai", "mmad")
@@ -48,9 +49,7 @@ class DescribeConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> DescribeConfig:
-        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown descriptions setting(s) {unknown} in {PARAMS_FILE}")
+        reject_unknown(cls, params, f"{PARAMS_FILE} (`descriptions`)")
         return cls(**params)
 
 

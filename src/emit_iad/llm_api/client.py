@@ -22,6 +22,7 @@ import openai
 
 from emit_iad.llm_api.budget import DEFAULT_PRICING, Budget, BudgetExceeded
 from emit_iad.llm_api.cache import ReplyCache, request_key
+from emit_iad.params import reject_unknown
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,10 +110,7 @@ class ClientConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> ClientConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"unknown llm setting(s) {unknown}; known: {sorted(known)}")
+        reject_unknown(cls, params, "the stage's `llm` parameters")
         return cls(**params)
 
     def price(self) -> tuple[float, float] | None:

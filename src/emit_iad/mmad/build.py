@@ -19,6 +19,7 @@ from emit_iad.mmad.questions import (
 )
 from emit_iad.mmad.splits import assign_splits
 from emit_iad.mmad.templates import random_templates, thumbnail_embeddings, top_k_similar
+from emit_iad.params import reject_unknown
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_qa.yml"
@@ -38,9 +39,7 @@ class QAConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> QAConfig:
-        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown qa setting(s) {unknown} in {PARAMS_FILE}")
+        reject_unknown(cls, params, f"{PARAMS_FILE} (`qa`)")
         params = {**params, "holdout_objects": tuple(params.get("holdout_objects") or ())}
         config = cls(**params)
         if not 0 <= config.text_query_share <= 1 or config.n_templates < 0:

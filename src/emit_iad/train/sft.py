@@ -13,6 +13,7 @@ import torch
 
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.parsing import is_well_formed, parse_answer
+from emit_iad.params import reject_unknown
 from emit_iad.train.harness import (
     Checkpointer,
     Position,
@@ -56,9 +57,7 @@ class SFTConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> SFTConfig:
-        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown sft setting(s) {unknown} in {PARAMS_FILE}")
+        reject_unknown(cls, params, f"{PARAMS_FILE} (`sft`)")
         d = dict(params)
         for key in ("tasks", "trainable"):
             if key in d:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from emit_iad.params import reject_unknown
 from emit_iad.vlm import chat
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule
@@ -36,9 +37,7 @@ class ModelConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> ModelConfig:
-        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {unknown} in {PARAMS_FILE}")
+        reject_unknown(cls, params, f"{PARAMS_FILE} (`model`)")
         return cls(**params)
 
     def fewshot_config(self) -> FewShotConfig | None:

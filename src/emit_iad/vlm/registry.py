@@ -49,3 +49,15 @@ def register_vlm(vlm: VLM, name: str, description: str, alias: str | None = None
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return str(version.version)
+
+
+def register_stage(vlm: VLM, history, name: str, summary: str) -> dict:
+    """Register a trained stage with a description of its data, stage and validation score;
+    returns the version as a metric for the stage's MLflow run."""
+    score = ""
+    if "val/accuracy" in history and history["val/accuracy"].notna().any():
+        score = f"; val accuracy {history['val/accuracy'].dropna().iloc[-1]:.1f}%"
+    tasks = vlm.meta.get("tasks")
+    description = f"{summary} on tasks {tasks}, trainable {vlm.meta.get('trainable')}{score}"
+    version = register_vlm(vlm, name, description)
+    return {"registered_version": {"value": float(version or 0), "step": 0}}

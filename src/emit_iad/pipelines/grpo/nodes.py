@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.vlm.bundle import VLM
-from emit_iad.vlm.registry import register_vlm
+from emit_iad.vlm.registry import register_stage
 
 
 def train(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, grpo: dict):
@@ -49,13 +49,11 @@ def curves(history: pd.DataFrame) -> plt.Figure:
 
 
 def register(grpo_model: VLM, grpo_history: pd.DataFrame) -> dict:
-    val = grpo_history.dropna(subset=["val/accuracy"]) if "val/accuracy" in grpo_history else None
-    score = (
-        f"val accuracy {val['val/accuracy'].iloc[-1]:.1f}%" if val is not None and len(val) else ""
+    """Register the model as ``emit-iad-grpo``."""
+    aware = grpo_model.meta.get("difficulty_aware")
+    return register_stage(
+        grpo_model,
+        grpo_history,
+        "emit-iad-grpo",
+        f"emit-iad GRPO (EMIT stage 2, difficulty_aware={aware}) from the SFT model",
     )
-    description = (
-        f"emit-iad GRPO (EMIT stage 2, difficulty_aware={grpo_model.meta.get('difficulty_aware')}) "
-        f"on tasks {grpo_model.meta.get('tasks')}, from the SFT model; {score}"
-    )
-    version = register_vlm(grpo_model, "emit-iad-grpo", description)
-    return {"registered_version": {"value": float(version or 0), "step": 0}}

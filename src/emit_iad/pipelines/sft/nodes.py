@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from emit_iad.train.sft import SFTConfig, train_sft
 from emit_iad.vlm.bundle import VLM
-from emit_iad.vlm.registry import register_vlm
+from emit_iad.vlm.registry import register_stage
 
 
 def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, sft: dict):
@@ -54,15 +54,8 @@ def curves(history: pd.DataFrame, title: str) -> plt.Figure:
 
 
 def register(sft_model: VLM, sft_history: pd.DataFrame) -> dict:
-    """Register the model as ``emit-iad-sft`` with a description of data, stage and score."""
-    val = sft_history.dropna(subset=["val/accuracy"]) if "val/accuracy" in sft_history else None
-    score = (
-        f"val accuracy {val['val/accuracy'].iloc[-1]:.1f}%" if val is not None and len(val) else ""
+    """Register the model as ``emit-iad-sft``."""
+    base = sft_model.meta.get("base_model") or "the tiny InternVL"
+    return register_stage(
+        sft_model, sft_history, "emit-iad-sft", f"emit-iad SFT warm-up (EMIT stage 1) from {base}"
     )
-    description = (
-        f"emit-iad SFT warm-up (EMIT stage 1) on tasks {sft_model.meta.get('tasks')}, "
-        f"trainable {sft_model.meta.get('trainable')}, base "
-        f"{sft_model.meta.get('base_model') or 'tiny InternVL'}; {score}"
-    )
-    version = register_vlm(sft_model, "emit-iad-sft", description)
-    return {"registered_version": {"value": float(version or 0), "step": 0}}

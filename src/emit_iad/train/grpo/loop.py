@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from emit_iad.mmad import protocol as p
+from emit_iad.params import reject_unknown
 from emit_iad.train.grpo.advantages import emit_advantages
 from emit_iad.train.grpo.loss import grpo_loss
 from emit_iad.train.grpo.resampling import Group, Resampler
@@ -94,9 +95,7 @@ class GRPOConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> GRPOConfig:
-        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown grpo setting(s) {unknown} in {PARAMS_FILE}")
+        reject_unknown(cls, params, f"{PARAMS_FILE} (`grpo`)")
         d = {k: tuple(v) if k in ("tasks", "trainable") else v for k, v in params.items()}
         config = cls(**d)
         build_rewards(config.rewards, config.reward_options)  # unknown reward names fail here

@@ -109,7 +109,7 @@ def repetition_penalty(text: str, n: int = 4, max_penalty: float = -1.0) -> floa
     """``max_penalty`` × the share of repeated word n-grams; 0 for texts shorter than n words.
 
     >>> repetition_penalty("a b c d a b c d a b c d", 4)
-    -0.6666666666666667
+    -0.5555555555555556
     >>> repetition_penalty("one two three four five", 4)
     -0.0
     """
