@@ -36,7 +36,12 @@ class Position:
 def make_accelerator(
     grad_accum: int = 1, mixed_precision: str = "no", seed: int = 0
 ) -> Accelerator:
-    acc = Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=mixed_precision)
+    # cpu=True without a GPU: under torchrun, accelerate then sets up MULTI_CPU over gloo
+    acc = Accelerator(
+        gradient_accumulation_steps=grad_accum,
+        mixed_precision=mixed_precision,
+        cpu=not torch.cuda.is_available(),
+    )
     set_seed(seed, device_specific=False)
     return acc
 
