@@ -87,7 +87,7 @@ def _grid(size: int) -> tuple[Array, Array]:
 
 def _pose(rng: np.random.Generator) -> float:
     """Parts lie on the line in one of four orientations, give or take a few degrees."""
-    return rng.integers(4) * np.pi / 2 + rng.uniform(-0.15, 0.15)
+    return rng.integers(4) * np.pi / 2 + rng.uniform(-0.05, 0.05)
 
 
 def _lighting(rng: np.random.Generator, xx: Array, yy: Array) -> Array:
@@ -137,11 +137,11 @@ def _background(rng: np.random.Generator, size: int, color: tuple[float, ...]) -
 def _washer(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.18, 0.18, 0.2))
-    cx, cy = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    cx, cy = 0.5 + rng.uniform(-0.02, 0.02, size=2)
     phi = _pose(rng)
     u, v = _rotate(xx, yy, cx, cy, phi)
     r = np.hypot(u, v)
-    outer, inner = rng.uniform(0.36, 0.41), rng.uniform(0.14, 0.18)
+    outer, inner = rng.uniform(0.38, 0.40), rng.uniform(0.15, 0.17)
     notch = (u > outer - 0.06) & (np.abs(v) < 0.035)  # a key notch makes rotation visible
     obj = (r < outer) & (r > inner) & ~notch
     theta = np.arctan2(v, u)
@@ -154,7 +154,7 @@ def _washer(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
 def _tablet(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.12, 0.25, 0.4))
-    cx, cy = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    cx, cy = 0.5 + rng.uniform(-0.02, 0.02, size=2)
     u, v = _rotate(xx, yy, cx, cy, _pose(rng))
     a, b = rng.uniform(0.34, 0.4), rng.uniform(0.22, 0.27)
     rho = (u / a) ** 2 + (v / b) ** 2
@@ -168,7 +168,7 @@ def _tablet(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
 def _screw(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.82, 0.82, 0.8))
-    cx, cy = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    cx, cy = 0.5 + rng.uniform(-0.02, 0.02, size=2)
     u, v = _rotate(xx, yy, cx, cy, _pose(rng))
     half, width = rng.uniform(0.3, 0.34), rng.uniform(0.055, 0.07)
     shaft = (np.abs(u) < half) & (np.abs(v) < width)
@@ -176,7 +176,7 @@ def _screw(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     tip_len = 0.08
     tip = (u >= half) & (u < half + tip_len) & (np.abs(v) < width * (1 - (u - half) / tip_len))
     obj = shaft | head | tip
-    thread = 0.32 + 0.12 * np.sign(np.sin(2 * np.pi * 38 * u))
+    thread = 0.32 + 0.12 * np.sign(np.sin(2 * np.pi * 16 * u))
     tone = np.where(head, 0.3, np.where(shaft, thread, 0.36))
     img = np.where(obj[..., None], tone[..., None] * np.array([1.0, 1.0, 1.05]), bg)
     regions = {"tip": tip | (shaft & (u > half - 0.08)), "shaft": shaft}
