@@ -103,9 +103,9 @@ def build_messages(
     return messages, [*templates, record["query_image"]]
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)
 def load_image(path: str) -> Image.Image:
-    """RGB image, cached: templates recur across many questions."""
+    """RGB image, cached: templates recur across many questions (bounded: real images are MBs)."""
     with Image.open(path) as im:
         return im.convert("RGB")
 

@@ -29,8 +29,12 @@ class Sampler:
         self._batches: dict[int, Batch] = {}
 
     def prompt_batch(self, record) -> Batch:
+        """The collated prompt, kept while its group is sampled and scored (a small cache:
+        pixel values of every prompt would not fit at real scale)."""
         key = id(record)
         if key not in self._batches:
+            if len(self._batches) >= 64:
+                self._batches.pop(next(iter(self._batches)))
             self._batches[key] = collate(
                 [record],
                 self.vlm.processor,
