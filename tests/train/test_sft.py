@@ -144,3 +144,14 @@ def test_mlflow_gets_the_loss_curve_and_a_registered_version(
         assert len(answers) == 2
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_learning_rate_schedule_by_hand():
+    from emit_iad.train.sft import _lr_lambda
+
+    f = _lr_lambda(total=10, warmup=2)
+    # linear warm-up over 2 steps, then cosine from 1 to 0 over the remaining 8
+    assert [f(0), f(1)] == [0.5, 1.0]
+    assert f(2) == pytest.approx(1.0)
+    assert f(6) == pytest.approx(0.5)
+    assert f(10) == pytest.approx(0.0) and f(20) == pytest.approx(0.0)

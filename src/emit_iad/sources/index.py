@@ -165,24 +165,27 @@ def build_image_index(
             skippable=False,
         )
     candidates: list[Candidate] = []
-    problems: list[IngestionError] = []
+    problems: list[tuple[str, IngestionError]] = []  # (dataset, problem)
     for src in sources:
         for item in LAYOUTS[src.layout](src.name, Path(src.root), list(src.objects or []) or None):
-            (problems if isinstance(item, IngestionError) else candidates).append(item)
+            if isinstance(item, IngestionError):
+                problems.append((src.name, item))
+            else:
+                candidates.append(item)
     if problems and on_error == "fail":
-        raise problems[0]
+        raise problems[0][1]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # PIL decodes without the GIL
         results = pool.map(_safe_inspect, candidates)
         if progress is not None:
             results = progress(results, len(candidates))
         rows = []
-        for res in results:
+        for candidate, res in zip(candidates, results, strict=True):
             if isinstance(res, IngestionError):
                 if on_error == "fail":
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise res
-                problems.append(res)
+                problems.append((candidate.dataset, res))
             else:
                 rows.append(res)
 
@@ -190,23 +193,7 @@ def build_image_index(
     index = index.sort_values(["dataset", "object", "split", "label", "image_path"])
     index = index.reset_index(drop=True)
     report = pd.DataFrame(
-        [
-            {
-                "dataset": _dataset_of(p.path, sources),
-                "path": p.path,
-                "reason": p.reason,
-                "fix": p.fix,
-            }
-            for p in problems
-        ],
+        [{"dataset": ds, "path": p.path, "reason": p.reason, "fix": p.fix} for ds, p in problems],
         columns=REPORT_COLUMNS,
     )
     return index, report
-
-
-def _dataset_of(path: str, sources: list[SourceConfig]) -> str:
-    for s in sources:
-        root = Path(s.root).as_posix().rstrip("/")
-        if path == root or path.startswith(root + "/"):
-            return s.name
-    return ""

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -122,7 +121,3 @@ def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     if not params:
         raise ValueError("nothing to train: check the stage's `trainable` parts")
     return params
-
-
-def batches_of(items: Sequence, order: list[int]) -> Iterator:
-    return (items[i] for i in order)
