@@ -10,6 +10,8 @@ CONFIG_LOADER_ARGS = {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
         "mlflow": ["mlflow*", "mlflow*/**"],
     },
+    # an environment (conf/gpu, conf/local) lists only the parameters it changes
+    "merge_strategy": {"parameters": "soft"},
 }
 
 from emit_iad.hooks import CredentialsHook  # noqa: E402
