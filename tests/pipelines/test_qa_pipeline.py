@@ -79,6 +79,12 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     [ev] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "evaluation"]
     assert ev.data.metrics["mmad/average"] == pytest.approx(metrics["grpo"]["average"], abs=0.01)
     assert ev.data.metrics["speed.base/questions_per_s"] > 0
+    for stage in ("sft", "grpo"):  # the evaluation stage scores the registered versions
+        champion = client.get_model_version_by_alias(f"emit-iad-{stage}", "champion")
+        average = float(champion.tags["mmad_average"])
+        assert average == pytest.approx(metrics[stage]["average"], abs=0.01)
+        assert f"MMAD average {average:.1f} on test_benchmark" in champion.description
+        assert "trained on" in champion.description and "questions of synthetic" in champion.description
     artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {
         "mmad_radar.png",

@@ -15,7 +15,9 @@ from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
 from emit_iad.evaluate.answerers import ModelSpec, make_answerer
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
 from emit_iad.mmad.scoring import metrics_of, score_answers
+from emit_iad.vlm.bundle import META_FILE
 from emit_iad.vlm.chat import PromptConfig
+from emit_iad.vlm.registry import promote
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_evaluation.yml"
@@ -27,6 +29,7 @@ class Evaluation:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # model label -> accuracy
     speed: dict[str, dict] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
+    specs: dict[str, ModelSpec] = field(default_factory=dict)  # model label -> where it came from
 
     def accuracy(self) -> pd.DataFrame:
         """All tables stacked, with ``model`` and ``dataset`` columns."""
@@ -100,11 +103,34 @@ def evaluate_models(
         result.answers[spec.label] = [{k: a[k] for k in a if k != "raw"} for a in answers]
         result.tables[spec.label] = score_answers(pd.DataFrame(answers))
         result.speed[spec.label] = speed
+        result.specs[spec.label] = spec
         work_file.unlink(missing_ok=True)  # complete: nothing left to resume
         log.info("%s: MMAD average %.2f (%d questions, %.1f q/s)", spec.label,
                  result.tables[spec.label].loc["Average", "Average"], len(answers),
                  speed["questions_per_s"])  # fmt: skip
     return result
+
+
+def promote_champions(evaluation: Evaluation, benchmark: str) -> dict[str, dict]:
+    """For every stage model (sft, grpo) trained in a tracked run: record its MMAD average on
+    its registered version ``emit-iad-<stage>`` and move the ``champion`` alias to the best
+    version so far. Returns what was done, per model label."""
+    done = {}
+    for label, spec in evaluation.specs.items():
+        meta_path = Path(spec.ref) / META_FILE
+        if spec.kind != "stage" or label == "base" or not meta_path.is_file():
+            continue
+        run_id = json.loads(meta_path.read_text()).get("mlflow_run_id")
+        average = float(evaluation.tables[label].loc["Average", "Average"])
+        outcome = promote(f"emit-iad-{label}", run_id, average, benchmark)
+        if outcome is None:
+            log.info("%s: no registered version from run %s; no champion alias set", label, run_id)
+            continue
+        done[label] = outcome
+        log.info("emit-iad-%s: version %d scored %.2f; champion is version %d (%.2f)", label,
+                 outcome["version"], average, outcome["champion"],
+                 outcome["champion_average"])  # fmt: skip
+    return done
 
 
 def per_question(evaluation: Evaluation) -> pd.DataFrame:

@@ -51,6 +51,20 @@ def register_vlm(vlm: VLM, name: str, description: str, alias: str | None = None
     return str(version.version)
 
 
+def provenance(train_questions: pd.DataFrame) -> dict:
+    """What a trained model's meta records of where it came from: the MLflow run it was trained
+    in (the evaluation stage finds its registered version by it) and its training data."""
+    run = mlflow.active_run()
+    data = train_questions
+    datasets = sorted(data["dataset"].dropna().unique()) if "dataset" in data else []
+    objects = sorted(data["object"].dropna().unique()) if "object" in data else []
+    return {
+        "mlflow_run_id": run.info.run_id if run else None,
+        "data": f"{len(data)} questions of {', '.join(datasets) or 'unnamed data'} "
+        f"({', '.join(objects)})",
+    }
+
+
 def register_stage(vlm: VLM, history, name: str, summary: str) -> dict:
     """Register a trained stage with a description of its data, stage and validation score;
     returns the version as a metric for the stage's MLflow run."""
@@ -58,6 +72,41 @@ def register_stage(vlm: VLM, history, name: str, summary: str) -> dict:
     if "val/accuracy" in history and history["val/accuracy"].notna().any():
         score = f"; val accuracy {history['val/accuracy'].dropna().iloc[-1]:.1f}%"
     tasks = vlm.meta.get("tasks")
-    description = f"{summary} on tasks {tasks}, trainable {vlm.meta.get('trainable')}{score}"
+    data = f", trained on {vlm.meta['data']}" if vlm.meta.get("data") else ""
+    description = f"{summary} on tasks {tasks}{data}, trainable {vlm.meta.get('trainable')}{score}"
     version = register_vlm(vlm, name, description)
     return {"registered_version": {"value": float(version or 0), "step": 0}}
+
+
+def promote(name: str, run_id: str | None, average: float, benchmark: str) -> dict | None:
+    """Record an MMAD average on the version of ``name`` registered by run ``run_id`` (tag and
+    description) and point the ``champion`` alias at the best-scoring version so far.
+
+    Returns {version, champion, champion_average}, or None when no such version exists (the
+    model was trained outside a tracked run, or the registry was reset).
+    """
+    if not run_id:
+        return None
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    mine = [v for v in versions if v.run_id == run_id]
+    if not mine:
+        return None
+    version = max(mine, key=lambda v: int(v.version))
+    client.set_model_version_tag(name, version.version, "mmad_average", f"{average:.2f}")
+    client.set_model_version_tag(name, version.version, "mmad_benchmark", benchmark)
+    described = (version.description or "").split(" | MMAD")[0]
+    client.update_model_version(
+        name,
+        version.version,
+        description=f"{described} | MMAD average {average:.1f} on {benchmark}",
+    )
+    scores = {int(v.version): float(v.tags["mmad_average"]) for v in versions
+              if "mmad_average" in v.tags and v.version != version.version}  # fmt: skip
+    scores[int(version.version)] = average
+    best = max(scores, key=lambda v: (scores[v], v))  # ties: the newer version
+    client.set_registered_model_alias(name, "champion", str(best))
+    return {"version": int(version.version), "champion": best, "champion_average": scores[best]}

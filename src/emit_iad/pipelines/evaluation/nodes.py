@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.evaluate import dvc_metrics, evaluate_models, per_question
+from emit_iad.evaluate.evaluate import promote_champions
 from emit_iad.evaluate.report import heat_table, radar_chart
 
 
@@ -17,6 +20,7 @@ def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict):
         return tqdm(items, total=total, desc=f"MMAD {label}", unit="batch")
 
     result = evaluate_models(mmad_json, image_root, evaluation, openai_credentials, bar)
+    promote_champions(result, Path(mmad_json).parent.name)
     accuracy = result.accuracy()
     metrics = result.metrics()
     primary = list(metrics)[-1]  # the last model listed (the newest stage)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.vlm.bundle import VLM
-from emit_iad.vlm.registry import register_stage
+from emit_iad.vlm.registry import provenance, register_stage
 
 
 def train(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, grpo: dict):
@@ -25,7 +25,8 @@ def train(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataF
         grpo.get("checkpoint_dir", "data/06_models/.grpo_checkpoints"), bar,
     )  # fmt: skip
     model.meta.update(stage="grpo", tasks=list(config.tasks), trainable=list(config.trainable),
-                      difficulty_aware=config.difficulty_aware, answer_format="think")  # fmt: skip
+                      difficulty_aware=config.difficulty_aware, answer_format="think",
+                      **provenance(train_questions))  # fmt: skip
     return model, history, pd.DataFrame(samples), curves(history)
 
 

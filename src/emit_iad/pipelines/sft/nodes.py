@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from emit_iad.train.sft import SFTConfig, train_sft
 from emit_iad.vlm.bundle import VLM
-from emit_iad.vlm.registry import register_stage
+from emit_iad.vlm.registry import provenance, register_stage
 
 
 def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, sft: dict):
@@ -33,6 +33,7 @@ def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.Data
         tasks=list(config.tasks),
         trainable=list(config.trainable),
         answer_format=config.answer_format,
+        **provenance(train_questions),
     )
     return model, history, curves(history, "SFT")
 
