@@ -84,7 +84,10 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
         average = float(champion.tags["mmad_average"])
         assert average == pytest.approx(metrics[stage]["average"], abs=0.01)
         assert f"MMAD average {average:.1f} on test_benchmark" in champion.description
-        assert "trained on" in champion.description and "questions of synthetic" in champion.description
+        assert (
+            "trained on" in champion.description
+            and "questions of synthetic" in champion.description
+        )
     artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {
         "mmad_radar.png",

@@ -114,6 +114,19 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
     assert torch.allclose(whole.fewshot.soft_prompt, resumed.fewshot.soft_prompt, atol=1e-6)
 
 
+def test_checkpoints_of_other_settings_are_set_aside_not_resumed(tiny_vlm, questions, tmp_path):
+    data = questions.head(16)
+    tiny_vlm.save(tmp_path / "base")
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(VLM.load(tmp_path / "base"), data, data.iloc[:0],
+                  small(epochs=2, checkpoint_every=2), str(tmp_path / "r"), StopAt(3))  # fmt: skip
+    assert (tmp_path / "r/checkpoint-2").is_dir()
+    # another learning rate: resuming those optimizer states would silently mix two runs
+    _, history = train_sft(VLM.load(tmp_path / "base"), data, data.iloc[:0],
+                           small(epochs=2, checkpoint_every=2, lr=1e-4), str(tmp_path / "r"))  # fmt: skip
+    assert history.step.tolist() == list(range(1, 9))  # started at step 1, not 3
+
+
 def test_mlflow_gets_the_loss_curve_and_a_registered_version(
     fresh_vlm, questions, tmp_path, monkeypatch
 ):

@@ -9,6 +9,7 @@ from emit_iad.vlm.bundle import vision_tower
 from emit_iad.vlm.chat import PromptConfig, collate
 from emit_iad.vlm.fewshot import (
     FewShotConfig,
+    FewShotModule,
     fewshot_heatmap,
     heatmap_from_features,
     heatmap_reference,
@@ -111,3 +112,22 @@ def test_injection_touches_only_placeholders_and_trains_soft_prompt_and_projecto
     assert vlm.fewshot.soft_prompt.grad.abs().sum() > 0
     assert vlm.fewshot.projector[1].weight.grad.abs().sum() > 0
     assert emb(ids).equal(plain)  # the hook is gone after the block
+
+
+def test_tiny_model_aids_peak_token_and_positioned_projector():
+    emit = FewShotModule(16, FewShotConfig(n_soft=3))
+    aided = FewShotModule(16, FewShotConfig(n_soft=3, peak_token=True, projector_mlp=True))
+    assert emit.n_tokens(8) == 3 + 16 and aided.n_tokens(8) == 3 + 16 + 1
+    aided.eval()
+    heat = torch.rand(2, 8, 8)
+    tokens = aided.tokens(heat)
+    assert tokens.shape == (2, 3 + 16 + 1, 16)
+    heat_tokens = tokens[:, 3:-1]
+    assert torch.equal(tokens[:, -1], heat_tokens.amax(dim=1))  # the peak: max over the map
+    # on a uniform map EMIT's projector gives two inner patches the same token; the aided one
+    # tells them apart, so a token knows where it lies
+    emit.eval()
+    uniform = torch.full((1, 8, 8), 0.5)
+    plain, placed = emit.tokens(uniform)[0, 3:], aided.tokens(uniform)[0, 3:-1]
+    assert torch.allclose(plain[5], plain[6])
+    assert not torch.allclose(placed[5], placed[6], atol=1e-4)

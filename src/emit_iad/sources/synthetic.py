@@ -145,7 +145,7 @@ def _washer(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     notch = (u > outer - 0.06) & (np.abs(v) < 0.035)  # a key notch makes rotation visible
     obj = (r < outer) & (r > inner) & ~notch
     theta = np.arctan2(v, u)
-    metal = 0.62 + 0.12 * np.cos(2 * theta) + 0.05 * np.sin(40 * r)
+    metal = 0.62 + 0.12 * np.cos(2 * theta) + 0.02 * np.sin(40 * r)
     img = np.where(obj[..., None], metal[..., None] * np.array([1.0, 1.0, 1.03]), bg)
     img = img + _noise(rng, size, 0.015)
     return img, bg, obj, {}
@@ -168,15 +168,15 @@ def _tablet(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
 def _screw(rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     xx, yy = _grid(size)
     bg = _background(rng, size, (0.82, 0.82, 0.8))
-    cx, cy = 0.5 + rng.uniform(-0.02, 0.02, size=2)
+    cx, cy = 0.5 + rng.uniform(-0.005, 0.005, size=2)
     u, v = _rotate(xx, yy, cx, cy, _pose(rng))
-    half, width = rng.uniform(0.3, 0.34), rng.uniform(0.055, 0.07)
+    half, width = rng.uniform(0.31, 0.32), rng.uniform(0.078, 0.082)
     shaft = (np.abs(u) < half) & (np.abs(v) < width)
     head = np.hypot(u + half, v) < width * 2.0
     tip_len = 0.08
     tip = (u >= half) & (u < half + tip_len) & (np.abs(v) < width * (1 - (u - half) / tip_len))
     obj = shaft | head | tip
-    thread = 0.32 + 0.12 * np.sign(np.sin(2 * np.pi * 16 * u))
+    thread = 0.32 + 0.05 * np.sign(np.sin(2 * np.pi * 16 * u))
     tone = np.where(head, 0.3, np.where(shaft, thread, 0.36))
     img = np.where(obj[..., None], tone[..., None] * np.array([1.0, 1.0, 1.05]), bg)
     regions = {"tip": tip | (shaft & (u > half - 0.08)), "shaft": shaft}
@@ -245,14 +245,14 @@ def _make_defect(kind: str, rng, img, bg, obj) -> tuple[Array, Array]:
     edge |= obj & ~np.roll(obj, 3, 1) | obj & ~np.roll(obj, -3, 1)
     if kind in ("scratch", "thread"):
         mask = (
-            _polyline(rng, size, obj, rng.uniform(0.2, 0.4), 0.15, max(1, round(size / 50))) & obj
+            _polyline(rng, size, obj, rng.uniform(0.25, 0.4), 0.15, max(1, round(size / 30))) & obj
         )
         return _tint(
             img, mask, (0.95, 0.95, 0.92) if kind == "scratch" else (0.9, 0.8, 0.3), 0.7
         ), mask
     if kind == "crack":
         mask = (
-            _polyline(rng, size, obj, rng.uniform(0.25, 0.45), 0.8, max(1, round(size / 45))) & obj
+            _polyline(rng, size, obj, rng.uniform(0.3, 0.45), 0.8, max(1, round(size / 30))) & obj
         )
         return _tint(img, mask, (0.08, 0.06, 0.05), 0.85), mask
     if kind == "hole":
@@ -265,19 +265,22 @@ def _make_defect(kind: str, rng, img, bg, obj) -> tuple[Array, Array]:
             "rust": (0.65, 0.3, 0.1),
             "color": (0.8, 0.25, 0.35),
         }[kind]
-        mask = _blob(rng, size, obj, rng.uniform(0.04, 0.09)) & obj
+        mask = _blob(rng, size, obj, rng.uniform(0.06, 0.1)) & obj
         return _tint(img, mask, color, rng.uniform(0.55, 0.75)), mask
     if kind in ("missing_part", "chip", "cut", "missing_tip"):
         where = obj if kind in ("cut", "missing_tip") else edge
-        mask = _disk(rng, size, where, rng.uniform(0.06, 0.1)) & obj
+        mask = _disk(rng, size, where, rng.uniform(0.08, 0.12)) & obj
         out = img.copy()
         out[mask] = bg[mask]
         return out, mask
     if kind in ("deformation", "thread_damage"):
-        mask = _blob(rng, size, obj, rng.uniform(0.05, 0.08)) & obj
+        mask = _blob(rng, size, obj, rng.uniform(0.07, 0.1)) & obj
         out = img.copy()
-        flat = img[mask].mean(axis=0)  # flattened / bent material loses its surface pattern
-        out[mask] = 0.35 * img[mask] + 0.65 * flat * np.array([0.85, 0.85, 0.85])
+        flat = img[mask].mean(axis=0)
+        # flattened / bent material loses its surface pattern; bent metal falls into shadow,
+        # damaged threads are scraped bright
+        shade = 0.6 if kind == "deformation" else 1.8
+        out[mask] = 0.2 * img[mask] + 0.8 * np.clip(flat * shade, 0.0, 1.0)
         return out, mask
     raise ValueError(f"unknown synthetic defect {kind!r}")
 

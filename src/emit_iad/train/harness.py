@@ -8,6 +8,7 @@ GRPO needs its own loop anyway, so one small harness serves both stages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -60,12 +61,23 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return batches
 
 
+def run_key(config, module: torch.nn.Module, n_items: int) -> str:
+    """What a checkpoint must match to be resumed: the stage's settings, the shapes of the
+    module's tensors and the amount of training data."""
+    shapes = [(name, tuple(t.shape)) for name, t in module.state_dict().items()]
+    text = json.dumps([asdict(config), shapes, n_items], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 class Checkpointer:
     """``<folder>/checkpoint-<step>/``: accelerate state (model, optimizer, scheduler, RNG) +
-    ``position.json``; the last ``keep`` are kept."""
+    ``position.json``; the last ``keep`` are kept. Checkpoints written under another ``key``
+    (other settings, another model) are set aside, not resumed."""
 
-    def __init__(self, accelerator: Accelerator, folder: str | Path, every: int, keep: int = 2):
+    def __init__(self, accelerator: Accelerator, folder: str | Path, every: int, keep: int = 2,
+                 key: str = ""):  # fmt: skip
         self.acc, self.folder, self.every, self.keep = accelerator, Path(folder), every, keep
+        self.key = key
 
     def due(self, pos: Position) -> bool:
         return self.every > 0 and pos.step > 0 and pos.step % self.every == 0
@@ -76,7 +88,7 @@ class Checkpointer:
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
         if self.acc.is_main_process:
-            (tmp / "position.json").write_text(json.dumps(asdict(pos)))
+            (tmp / "position.json").write_text(json.dumps({**asdict(pos), "key": self.key}))
             if path.exists():
                 shutil.rmtree(path)
             tmp.rename(path)  # a checkpoint exists whole or not at all
@@ -96,8 +108,16 @@ class Checkpointer:
         if not found:
             return None
         latest = found[-1]
+        saved = json.loads((latest / "position.json").read_text())
+        if saved.pop("key", "") != self.key:
+            log.warning(
+                "%s was written by a run with other settings or another model; starting afresh "
+                "(the old checkpoints are removed)", latest)  # fmt: skip
+            self.acc.wait_for_everyone()
+            self.clear()
+            return None
         self.acc.load_state(str(latest))
-        pos = Position(**json.loads((latest / "position.json").read_text()))
+        pos = Position(**saved)
         log.info("Resuming from %s (step %d, epoch %d)", latest, pos.step, pos.epoch)
         return pos
 

@@ -20,6 +20,7 @@ from emit_iad.train.harness import (
     epoch_batches,
     log_metrics,
     make_accelerator,
+    run_key,
     trainable_parameters,
 )
 from emit_iad.train.targets import target
@@ -177,7 +178,8 @@ def train_sft(
         optimizer, _lr_lambda(total, int(config.warmup_ratio * total))
     )
     module, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
-    ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints)
+    ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints,
+                      run_key(config, module, len(train)))  # fmt: skip
     pos = ckpt.restore_latest() or Position()
     prompt = config.prompt_config()
     records = [r for _, r in train.iterrows()]

@@ -28,6 +28,14 @@ class FewShotConfig:
     layers: tuple[int, ...] = (1, 2)  # vision hidden states to use (InternViT-8B: 4, 8, 16, 20)
     window: int = 6  # neighbourhood half-width in patches
     n_soft: int = 9  # soft-prompt tokens
+    # One extra token: the projector's features max-pooled over the map. Not in EMIT; an 8B
+    # LLM finds the hottest patch by itself, a 2-layer one learns it far faster from this token.
+    peak_token: bool = False
+    # GELU + 1×1 conv after EMIT's conv, and each heat token told where it lies (a conv over
+    # the patch coordinates, added). The first layer's RMSNorm erases a token's length, and a
+    # linear projector puts "how hot" mostly into the length; the nonlinearity turns it into a
+    # direction. Not in EMIT, whose 8B LLM copes; the tiny one learns nothing without it.
+    projector_mlp: bool = False
     rotations: tuple[int, ...] = (0, 1, 2, 3)  # template rotations, in quarter turns
     question_types: tuple[str, ...] = ("Anomaly Detection", "Defect Localization")
 
@@ -147,24 +155,39 @@ def fewshot_heatmap(
 
 
 class FewShotModule(nn.Module):
-    """Projector and soft prompt; ``tokens(heatmap)`` gives (B, n_soft + n_heat, hidden)."""
+    """Projector and soft prompt; ``tokens(heatmap)`` gives (B, n_soft + n_heat [+ 1], hidden)."""
 
     def __init__(self, hidden_size: int, config: FewShotConfig):
         super().__init__()
         self.config = config
-        self.projector = nn.Sequential(
-            nn.BatchNorm2d(1), nn.Conv2d(1, hidden_size, kernel_size=4, stride=2, padding=1)
-        )
+        layers = [nn.BatchNorm2d(1), nn.Conv2d(1, hidden_size, kernel_size=4, stride=2, padding=1)]
+        self.projector = nn.Sequential(*layers)
+        self.where = self.mlp = None
+        if config.projector_mlp:
+            self.where = nn.Conv2d(2, hidden_size, kernel_size=4, stride=2, padding=1)
+            self.mlp = nn.Sequential(nn.GELU(), nn.Conv2d(hidden_size, hidden_size, kernel_size=1))
         self.soft_prompt = nn.Parameter(torch.randn(config.n_soft, hidden_size) * 0.02)
 
     def n_tokens(self, grid: int) -> int:
         """Placeholders needed for a heatmap of ``grid``×``grid`` patches."""
-        return self.config.n_soft + (grid // 2) ** 2
+        return self.config.n_soft + (grid // 2) ** 2 + int(self.config.peak_token)
 
     def tokens(self, heatmap: torch.Tensor) -> torch.Tensor:
-        heat = self.projector(heatmap.unsqueeze(1).to(self.soft_prompt.dtype))  # [B, D, h/2, w/2]
+        heatmap = heatmap.unsqueeze(1).to(self.soft_prompt.dtype)
+        heat = self.projector(heatmap)  # [B, D, h/2, w/2]
+        if self.mlp is not None:
+            b, _, h, w = heatmap.shape
+            ys, xs = torch.meshgrid(
+                torch.linspace(-1, 1, h, device=heat.device, dtype=heat.dtype),
+                torch.linspace(-1, 1, w, device=heat.device, dtype=heat.dtype),
+                indexing="ij",
+            )
+            coords = torch.stack([ys, xs]).expand(b, -1, -1, -1)
+            heat = self.mlp(heat + self.where(coords))
         heat = heat.flatten(2).transpose(1, 2)  # [B, h*w/4, D]
         soft = self.soft_prompt.unsqueeze(0).expand(heat.shape[0], -1, -1)
+        if self.config.peak_token:
+            heat = torch.cat([heat, heat.amax(dim=1, keepdim=True)], dim=1)
         return torch.cat([soft, heat], dim=1)
 
 

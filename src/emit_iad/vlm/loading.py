@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from emit_iad.vlm.bundle import VLM, ModelLoadError, base_model_of
+from emit_iad.vlm.bundle import VLM, ModelLoadError, base_model_of, vision_tower
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 
@@ -88,15 +88,20 @@ def add_lora(
 
 def set_trainable(vlm: VLM, parts: Sequence[str]) -> list[str]:
     """Freeze everything, then unfreeze ``parts``: ``lora``, ``fewshot`` (projector + soft
-    prompt), ``full`` (the whole model). Returns the names of trainable tensors."""
-    known = {"lora", "fewshot", "full"}
+    prompt), ``full`` (the whole model), ``text`` (all but the vision tower, which then stays
+    the fixed feature extractor the few-shot heatmap was computed with). Returns the names of
+    trainable tensors."""
+    known = {"lora", "fewshot", "full", "text"}
     if unknown := set(parts) - known:
         raise ValueError(f"unknown trainable part(s) {sorted(unknown)}; use {sorted(known)}")
     for p in vlm.model.parameters():
         p.requires_grad_(False)
-    if "full" in parts:
+    if "full" in parts or "text" in parts:
         for p in vlm.model.parameters():
             p.requires_grad_(True)
+    if "text" in parts and "full" not in parts:
+        for p in vision_tower(vlm.model).parameters():
+            p.requires_grad_(False)
     if "lora" in parts:
         if not hasattr(vlm.model, "peft_config"):
             raise ValueError("trainable part 'lora' needs add_lora() first")

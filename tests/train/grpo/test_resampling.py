@@ -39,6 +39,8 @@ def test_easy_prompts_pass_untouched_and_difficult_ones_are_redrawn():
     assert stats.rounds == 2 + 3 + 3  # late 2, never 3, extra 3
     assert stats.prompts_drawn == 5 and stats.difficult_first_draw == 3
     assert stats.difficult_before == 0.6 and stats.difficult_after == 0.0
+    # first draws: easy and spare1 have 1 correct of 4 each; late, never, extra none
+    assert stats.rollout_accuracy == 2 / 20
     assert "spare2" not in script.draws  # the batch was full: nothing more drawn
 
 

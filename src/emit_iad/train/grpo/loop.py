@@ -40,6 +40,7 @@ from emit_iad.train.harness import (
     Position,
     log_metrics,
     make_accelerator,
+    run_key,
     trainable_parameters,
 )
 from emit_iad.train.sft import prepare_model, validate
@@ -148,7 +149,8 @@ def train_grpo(
     module = EMITModule(vlm)
     optimizer = torch.optim.AdamW(trainable_parameters(module), lr=config.lr)
     module, optimizer = acc.prepare(module, optimizer)
-    ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints)
+    ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints,
+                      run_key(config, module, len(train)))  # fmt: skip
     pos = ckpt.restore_latest() or Position()
     prompt = config.prompt_config()
     rewards = build_rewards(config.rewards, config.reward_options)

@@ -33,6 +33,8 @@ class FillStats:
     dropped: int = 0
     difficult_in_batch: int = 0
     batch: int = 0
+    first_draw_correct: int = 0  # correct responses among the first G of every drawn prompt
+    first_draw_responses: int = 0
 
     @property
     def difficult_before(self) -> float:
@@ -44,8 +46,19 @@ class FillStats:
         """Share of the batch's groups still without a correct response."""
         return self.difficult_in_batch / self.batch if self.batch else 0.0
 
+    @property
+    def rollout_accuracy(self) -> float:
+        """Share of correct responses in the policy's first draws: the on-policy accuracy,
+        before resampling adds correct responses."""
+        return (
+            self.first_draw_correct / self.first_draw_responses
+            if self.first_draw_responses
+            else 0.0
+        )
+
     def as_metrics(self) -> dict[str, float]:
         return {"difficult_before": self.difficult_before, "difficult_after": self.difficult_after,
+                "rollout_accuracy": self.rollout_accuracy,
                 "resample_rounds": float(self.rounds), "dropped_prompts": float(self.dropped),
                 "prompts_drawn": float(self.prompts_drawn)}  # fmt: skip
 
@@ -80,6 +93,8 @@ class Resampler:
                 break
             stats.prompts_drawn += 1
             group = self.draw(prompt)
+            stats.first_draw_correct += sum(group.correct)
+            stats.first_draw_responses += len(group.correct)
             if any(group.correct):
                 groups.append(group)
                 continue
