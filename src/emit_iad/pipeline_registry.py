@@ -6,7 +6,7 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Stage order of the workflow (DESIGN.md); stages not written yet are simply absent.
-STAGES = ("ingestion", "descriptions", "qa", "model", "sft", "grpo", "evaluation")
+STAGES = ("ingestion", "descriptions", "qa", "model", "sft", "grpo", "evaluation", "ablation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

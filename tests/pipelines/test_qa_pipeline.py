@@ -84,6 +84,9 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
         average = float(champion.tags["mmad_average"])
         assert average == pytest.approx(metrics[stage]["average"], abs=0.01)
         assert f"MMAD average {average:.1f} on test_benchmark" in champion.description
+        trained_in = client.get_run(champion.run_id)  # the training run shows the score too
+        assert trained_in.info.run_name == stage
+        assert trained_in.data.metrics["mmad/average"] == pytest.approx(average, abs=0.01)
         assert (
             "trained on" in champion.description
             and "questions of synthetic" in champion.description
@@ -95,3 +98,21 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
         "mmad_accuracy.csv",
         "mmad_per_question.csv",
     } <= artifacts
+
+    # the ablation: two variants x two seeds from the SFT model, beside base and SFT
+    edit_params(project, "ablation", seeds=[0, 1], grpo={"steps": 2})
+    run_pipeline(project, "ablation")
+    table = pd.read_csv(project / "data/08_reporting/ablation_table.csv")
+    assert table.model.tolist() == ["Base", "SFT", "SFT + GRPO", "SFT + DA-GRPO"]
+    assert table.set_index("model").loc["SFT + DA-GRPO", "seeds"] == "0, 1"
+    sft_average = table.set_index("model").loc["SFT", "Average"]
+    assert float(sft_average) == pytest.approx(metrics["sft"]["average"], abs=0.06)
+    training = pd.read_csv(project / "data/08_reporting/ablation_training.csv")
+    assert len(training) == 4 and (training.steps == 2).all()
+    assert "| SFT + DA-GRPO |" in (project / "data/08_reporting/ablation.md").read_text()
+    [ab] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "ablation"]
+    assert "ablation.da-grpo/average" in ab.data.metrics
+    assert "ablation.grpo/nonzero_advantage_share" in ab.data.metrics
+    assert {"ablation_radar.png", "ablation_curves.png", "ablation.md"} <= {
+        a.path for a in client.list_artifacts(ab.info.run_id)
+    }

@@ -111,6 +111,18 @@ def evaluate_models(
     return result
 
 
+def log_on_training_run(run_id: str | None, average: float) -> None:
+    """``mmad/average`` on the run that trained the model, so the runs table shows it."""
+    if not run_id:
+        return
+    import mlflow
+
+    try:
+        mlflow.MlflowClient().log_metric(run_id, "mmad/average", average)
+    except mlflow.exceptions.MlflowException as exc:  # the run was deleted, another store
+        log.info("could not log mmad/average on run %s: %s", run_id, exc)
+
+
 def promote_champions(evaluation: Evaluation, benchmark: str) -> dict[str, dict]:
     """For every stage model (sft, grpo) trained in a tracked run: record its MMAD average on
     its registered version ``emit-iad-<stage>`` and move the ``champion`` alias to the best
@@ -122,6 +134,7 @@ def promote_champions(evaluation: Evaluation, benchmark: str) -> dict[str, dict]
             continue
         run_id = json.loads(meta_path.read_text()).get("mlflow_run_id")
         average = float(evaluation.tables[label].loc["Average", "Average"])
+        log_on_training_run(run_id, average)
         outcome = promote(f"emit-iad-{label}", run_id, average, benchmark)
         if outcome is None:
             log.info("%s: no registered version from run %s; no champion alias set", label, run_id)

@@ -246,7 +246,7 @@ def train_sft(
             metrics = validate(vlm, val, prompt, config.val_max_new_tokens)
             history.append({"step": pos.step, "epoch": pos.epoch, **metrics})
             log_metrics(acc, {f"sft/{k}": v for k, v in metrics.items()}, pos.step)
-            log.info("epoch %d: %s", pos.epoch, {k: round(v, 1) for k, v in metrics.items()})
+            log.info("epoch %d: %s", pos.epoch, {k: round(float(v), 1) for k, v in metrics.items()})
     if bar is not None:
         bar.close()
     acc.wait_for_everyone()

@@ -1,0 +1,66 @@
+"""The ablation's table and training summary from hand-made runs; its parameters' checks."""
+
+import pandas as pd
+import pytest
+
+from emit_iad.evaluate.ablation import (
+    COLUMNS,
+    AblationConfig,
+    paper_table,
+    to_markdown,
+    training_summary,
+)
+
+
+def test_paper_table_rows_columns_and_mean_std():
+    runs = pd.DataFrame(
+        [
+            {"variant": "SFT + GRPO", "seed": 0, **dict.fromkeys(COLUMNS, 60.0)},
+            {"variant": "SFT + GRPO", "seed": 1, **dict.fromkeys(COLUMNS, 64.0)},
+            {"variant": "SFT + DA-GRPO", "seed": 0, **dict.fromkeys(COLUMNS, 70.0)},
+        ]
+    )
+    fixed = {
+        "Base": pd.Series(dict.fromkeys(COLUMNS, 0.0)),
+        "SFT": pd.Series(dict.fromkeys(COLUMNS, 55.25)),
+    }
+    table = paper_table(fixed, runs)
+    assert table.index.tolist() == ["Base", "SFT", "SFT + GRPO", "SFT + DA-GRPO"]
+    assert table.columns.tolist() == [*COLUMNS, "seeds"]
+    assert table.loc["SFT", "Average"] == "55.2"  # one decimal, as in the paper
+    assert table.loc["SFT + GRPO", "Anomaly Detection"] == "62.0 ± 2.8"  # std of 60, 64
+    assert table.loc["SFT + DA-GRPO", "Average"] == "70.0 ± 0.0"  # one seed
+    assert table.loc["SFT + GRPO", "seeds"] == "0, 1" and table.loc["Base", "seeds"] == "–"
+    md = to_markdown(table).splitlines()
+    assert md[0].startswith("| model | Anomaly Detection |") and len(md) == 2 + 4
+
+
+def test_training_summary_first_and_last_windows():
+    history = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 4, 4],
+            "rollout_accuracy": [0.2, 0.4, 0.6, 0.8, None],
+            "nonzero_advantage_share": [0.5, 0.5, 1.0, 1.0, None],
+            "difficult_before": [0.5] * 4 + [None],
+            "difficult_after": [0.0] * 4 + [None],
+            "resample_rounds": [2, 0, 1, 1, None],
+            "step_s": [1.0] * 4 + [None],
+            "val/accuracy": [None] * 4 + [71.5],
+        }
+    ).assign(variant="SFT + DA-GRPO", seed=0)
+    [row] = training_summary(history, window=2).to_dict("records")
+    assert row["steps"] == 4
+    assert row["rollout_accuracy_first"] == pytest.approx(0.3)
+    assert row["rollout_accuracy_last"] == pytest.approx(0.7)
+    assert row["nonzero_advantage_share"] == pytest.approx(0.75)
+    assert row["resample_rounds_per_step"] == 1.0 and row["val_accuracy"] == 71.5
+
+
+def test_parameters_are_checked():
+    assert AblationConfig.from_params({"seeds": [3]}).seeds == (3,)
+    with pytest.raises(ValueError, match="unknown"):
+        AblationConfig.from_params({"variants": ["SFT + PPO"]})
+    with pytest.raises(ValueError, match="seeds is empty"):
+        AblationConfig.from_params({"seeds": []})
+    with pytest.raises(ValueError, match=r"parameters_ablation\.yml"):
+        AblationConfig.from_params({"seed": 0})
