@@ -76,7 +76,16 @@ def project(tmp_path, monkeypatch) -> Path:
     The store's URI is made absolute: mlflow caches stores by URI, so the relative
     ``sqlite:///mlflow.db`` of two copies would share one store within a test process.
     """
-    dest = copy_project(tmp_path / "project")
+    dest = small_project(tmp_path / "project")
+    monkeypatch.chdir(dest)
+    _reset_mlflow_globals()
+    yield dest
+    _reset_mlflow_globals()
+
+
+def small_project(dest: Path) -> Path:
+    """A copy of the project with small data and budgets and an absolute sqlite store URI."""
+    dest = copy_project(dest)
     edit_params(dest, "ingestion", **SMALL_SYNTHETIC)
     # small training and evaluation budgets: the tests check the wiring, not the learning
     edit_params(dest, "sft", epochs=2, batch_size=8, val_max_questions=8)
@@ -91,14 +100,12 @@ def project(tmp_path, monkeypatch) -> Path:
         checkpoint_every=1,
     )
     edit_params(dest, "evaluation", max_new_tokens=8)
+    edit_params(dest, "ablation", seeds=[0], grpo={"steps": 2})
     mlflow_yml = dest / "conf/base/mlflow.yml"
     mlflow_yml.write_text(
         mlflow_yml.read_text().replace("sqlite:///mlflow.db", f"sqlite:///{dest / 'mlflow.db'}")
     )
-    monkeypatch.chdir(dest)
-    _reset_mlflow_globals()
-    yield dest
-    _reset_mlflow_globals()
+    return dest
 
 
 @pytest.fixture(scope="session")

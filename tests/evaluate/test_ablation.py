@@ -41,6 +41,7 @@ def test_training_summary_first_and_last_windows():
             "step": [1, 2, 3, 4, 4],
             "rollout_accuracy": [0.2, 0.4, 0.6, 0.8, None],
             "nonzero_advantage_share": [0.5, 0.5, 1.0, 1.0, None],
+            "accuracy_signal_share": [0.25, 0.5, 0.5, 0.75, None],
             "difficult_before": [0.5] * 4 + [None],
             "difficult_after": [0.0] * 4 + [None],
             "resample_rounds": [2, 0, 1, 1, None],
@@ -53,6 +54,10 @@ def test_training_summary_first_and_last_windows():
     assert row["rollout_accuracy_first"] == pytest.approx(0.3)
     assert row["rollout_accuracy_last"] == pytest.approx(0.7)
     assert row["nonzero_advantage_share"] == pytest.approx(0.75)
+    assert row["accuracy_signal_share"] == pytest.approx(0.5)
+    default = training_summary(history).iloc[0]  # a third of the run: 1 step of 4
+    assert default.rollout_accuracy_first == pytest.approx(0.2)
+    assert default.rollout_accuracy_last == pytest.approx(0.8)
     assert row["resample_rounds_per_step"] == 1.0 and row["val_accuracy"] == 71.5
 
 

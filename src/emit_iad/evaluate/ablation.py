@@ -115,17 +115,20 @@ def paper_table(fixed: dict[str, pd.Series], runs: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame.from_dict(out, orient="index").rename_axis("model")
 
 
-def training_summary(histories: pd.DataFrame, window: int = 10) -> pd.DataFrame:
+def training_summary(histories: pd.DataFrame, window: int | None = None) -> pd.DataFrame:
     """Per variant and seed: on-policy rollout accuracy over the first and last ``window``
-    steps, the share of prompts with a non-zero advantage, difficult shares, step time."""
+    steps (default: a third of the run), the shares of prompts with a non-zero advantage and
+    with an accuracy signal (correct and incorrect responses), difficult shares, step time."""
     rows = []
     for (variant, seed), h in histories.groupby(["variant", "seed"], sort=False):
         steps = h.dropna(subset=["rollout_accuracy"])
+        window_ = window or max(1, len(steps) // 3)
         rows.append({
             "variant": variant, "seed": seed, "steps": len(steps),
-            "rollout_accuracy_first": steps.rollout_accuracy.head(window).mean(),
-            "rollout_accuracy_last": steps.rollout_accuracy.tail(window).mean(),
+            "rollout_accuracy_first": steps.rollout_accuracy.head(window_).mean(),
+            "rollout_accuracy_last": steps.rollout_accuracy.tail(window_).mean(),
             "nonzero_advantage_share": steps.nonzero_advantage_share.mean(),
+            "accuracy_signal_share": steps["accuracy_signal_share"].mean(),
             "difficult_before": steps.difficult_before.mean(),
             "difficult_after": steps.difficult_after.mean(),
             "resample_rounds_per_step": steps.resample_rounds.mean(),
@@ -149,7 +152,7 @@ def curves_figure(histories: pd.DataFrame, window: int = 5) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     panels = (
         (axes[0], "rollout_accuracy", "on-policy accuracy"),
-        (axes[1], "nonzero_advantage_share", "prompts with a learning signal"),
+        (axes[1], "accuracy_signal_share", "prompts with correct and incorrect responses"),
     )
     for ax, col, title in panels:
         for variant, g in histories.dropna(subset=[col]).groupby("variant", sort=False):

@@ -34,8 +34,11 @@ class Position:
 
 
 def make_accelerator(
-    grad_accum: int = 1, mixed_precision: str = "no", seed: int = 0
+    grad_accum: int = 1, mixed_precision: str | bool | None = "no", seed: int = 0
 ) -> Accelerator:
+    if mixed_precision is False or mixed_precision is None:
+        # YAML 1.1 reads an unquoted `no` as false (and `dvc exp run -S` rewrites the file so)
+        mixed_precision = "no"
     # cpu=True without a GPU: under torchrun, accelerate then sets up MULTI_CPU over gloo
     acc = Accelerator(
         gradient_accumulation_steps=grad_accum,

@@ -1,5 +1,6 @@
-"""Two CPU processes over gloo (torchrun, which accelerate picks up as MULTI_CPU): parameters
-stay identical on both ranks after every step."""
+"""Two CPU processes over gloo, started by torchrun or by `accelerate launch --multi_gpu` (its
+torchrun launcher; the harness then picks MULTI_CPU): parameters stay identical on both ranks
+after every step. (`accelerate launch --cpu` runs one process unless wrapped in mpirun.)"""
 
 import os
 import subprocess
@@ -12,17 +13,23 @@ pytestmark = pytest.mark.slow
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def test_two_process_grpo_keeps_ranks_identical(tiny_vlm, sets, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_process_grpo_keeps_ranks_identical(tiny_vlm, sets, tmp_path, launcher):
     _, _, qa = sets
     train = qa.split("train")
     train[train.type.isin(["Anomaly Detection", "Defect Localization"])].head(16).to_parquet(
         tmp_path / "q.parquet"
     )
     tiny_vlm.save(tmp_path / "base")
-    launcher = Path(sys.executable).with_name("torchrun")
-    cmd = [str(launcher), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", "29541", str(WORKER),
-           str(tmp_path / "base"), str(tmp_path / "q.parquet"), str(tmp_path)]  # fmt: skip
+    bin_ = Path(sys.executable).parent
+    if launcher == "torchrun":
+        start = [str(bin_ / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                 "--master_port", "29541"]  # fmt: skip
+    else:
+        start = [str(bin_ / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                 "--main_process_port", "29542"]  # fmt: skip
+    cmd = [*start, str(WORKER), str(tmp_path / "base"), str(tmp_path / "q.parquet"), str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -47,11 +47,14 @@ def test_a_few_steps_change_the_lora_adapter_and_log_every_metric(tiny_vlm, ques
         "completion_length",
         "tokens_per_s",
         "nonzero_advantage_share",
+        "accuracy_signal_share",
+        "rollout_accuracy",
         "step_s",
     ]:
         assert key in history.columns, key
     assert len(history) == 2 and len(samples) > 0
     assert history.nonzero_advantage_share.gt(0).all()
+    assert history.accuracy_signal_share.between(0, 1).all()
     out.save(tmp_path / "grpo")
     assert (tmp_path / "grpo/adapter_config.json").is_file()
 

@@ -36,7 +36,7 @@ def curves(history: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
     for ax, cols, title in (
         (axes[0], ["rollout_accuracy", "accuracy", "reward/accuracy"], "accuracy"),
-        (axes[1], ["difficult_before", "difficult_after", "nonzero_advantage_share"], "difficulty"),
+        (axes[1], ["difficult_before", "difficult_after", "accuracy_signal_share"], "difficulty"),
         (axes[2], ["kl", "clip_fraction"], "KL / clipping"),
     ):
         for c in cols:

@@ -260,7 +260,7 @@ def update(
     prepared = []
     parts_sum: dict[str, float] = {}
     n_resp = 0
-    all_correct, nonzero, samples, comp_tokens = [], 0, [], 0
+    all_correct, nonzero, mixed, samples, comp_tokens = [], 0, 0, [], 0
     for g in groups:
         record = g.prompt
         texts = [r.text for r in g.responses]
@@ -275,6 +275,7 @@ def update(
         correct = torch.tensor(g.correct)[None]
         adv = emit_advantages(torch.tensor(total)[None], correct, config.do_reweight)[0]
         nonzero += int(adv.abs().max() > 1e-6)
+        mixed += int(any(g.correct) and not all(g.correct))  # the accuracy reward differs
         all_correct += g.correct
         batch = sampler.prompt_batch(record)
         inputs, mask, lp = group_inputs(batch, g.responses, tok.pad_token_id)
@@ -323,6 +324,9 @@ def update(
     metrics.update(loss_metrics)
     metrics["accuracy"] = sum(all_correct) / max(1, len(all_correct))
     metrics["nonzero_advantage_share"] = nonzero / max(1, len(groups))
+    # groups whose correctness varies: only these teach *what is correct* (all-right or all-wrong
+    # groups differ at most in format and length); resampling turns all-wrong ones into these
+    metrics["accuracy_signal_share"] = mixed / max(1, len(groups))
     metrics["completion_tokens"] = float(comp_tokens)
     metrics["completion_length"] = comp_tokens / max(1, n_resp)
     return metrics, samples
