@@ -96,7 +96,7 @@ def test_gpu_accelerate_config_is_valid_zero2():
 def test_base_environment_is_unchanged_by_the_soft_merge():
     base = params(None)
     assert base["model"]["source"] == "tiny"
-    assert base["sft"]["trainable"] == ["full", "fewshot"]
+    assert base["sft"]["trainable"] == ["text", "fewshot"]
 
 
 def test_kedro_session_with_env_gpu_resolves_parameters_and_catalog(project, no_network):

@@ -127,6 +127,7 @@ def training_summary(histories: pd.DataFrame, window: int | None = None) -> pd.D
             "variant": variant, "seed": seed, "steps": len(steps),
             "rollout_accuracy_first": steps.rollout_accuracy.head(window_).mean(),
             "rollout_accuracy_last": steps.rollout_accuracy.tail(window_).mean(),
+            **_probe(h),
             "nonzero_advantage_share": steps.nonzero_advantage_share.mean(),
             "accuracy_signal_share": steps["accuracy_signal_share"].mean(),
             "difficult_before": steps.difficult_before.mean(),
@@ -136,6 +137,15 @@ def training_summary(histories: pd.DataFrame, window: int | None = None) -> pd.D
             "val_accuracy": h["val/accuracy"].dropna().iloc[-1] if "val/accuracy" in h else None,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _probe(history: pd.DataFrame) -> dict:
+    """Sampled accuracy on the fixed val prompts before and after training."""
+    if "probe_accuracy" not in history or history.probe_accuracy.isna().all():
+        return {}
+    probe = history.dropna(subset=["probe_accuracy"]).sort_values("step")
+    return {"probe_accuracy_start": probe.probe_accuracy.iloc[0],
+            "probe_accuracy_end": probe.probe_accuracy.iloc[-1]}  # fmt: skip
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -110,3 +110,23 @@ def test_a_model_that_never_answers_right_drops_every_prompt_with_resampling(
     )
     row = history.iloc[0]
     assert row.difficult_before == 1.0 and row.dropped_prompts == row.prompts_drawn == 4
+
+
+def test_probe_measures_the_same_val_prompts_before_and_after_without_changing_training(
+    tiny_vlm, questions, tmp_path
+):
+    tiny_vlm.save(tmp_path / "base")
+    val = questions.head(3)
+    runs = {}
+    for probes in (0, 3):
+        config = small(probe_prompts=probes, val_max_questions=0)
+        out, history, _ = train_grpo(VLM.load(tmp_path / "base"), questions, val, config,
+                                     str(tmp_path / f"c{probes}"))  # fmt: skip
+        runs[probes] = (out, history)
+    history = runs[3][1]
+    probe = history.dropna(subset=["probe_accuracy"])
+    assert probe.step.tolist() == [0, 2] and probe.probe_accuracy.between(0, 1).all()
+    assert "probe_accuracy" not in runs[0][1]
+    for (name, a), (_, b) in zip(runs[0][0].model.named_parameters(),
+                                 runs[3][0].model.named_parameters(), strict=True):  # fmt: skip
+        assert torch.equal(a, b), name  # the probe has its own RNG stream

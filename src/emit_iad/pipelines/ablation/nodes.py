@@ -64,6 +64,9 @@ def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFr
         metrics[f"ablation.{key}/nonzero_advantage_share"] = s.nonzero_advantage_share.mean()
         metrics[f"ablation.{key}/accuracy_signal_share"] = s.accuracy_signal_share.mean()
         metrics[f"ablation.{key}/rollout_accuracy_first"] = s.rollout_accuracy_first.mean()
+        for col in ("probe_accuracy_start", "probe_accuracy_end"):
+            if col in s:
+                metrics[f"ablation.{key}/{col}"] = s[col].mean()
         metrics[f"ablation.{key}/rollout_accuracy_last"] = s.rollout_accuracy_last.mean()
     dvc = {k.replace("ablation.", ""): round(float(v), 3) for k, v in metrics.items()}
     mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in metrics.items()}

@@ -89,6 +89,7 @@ class GRPOConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     sample_table_every: int = 10
+    probe_prompts: int = 32  # val prompts sampled (G each) before and after: on-policy accuracy
     val_max_questions: int = 200
     val_max_new_tokens: int = 48
     mixed_precision: str = "no"
@@ -177,12 +178,26 @@ def train_grpo(
         pos.batch_in_epoch += 1
         return record
 
+    probe = [r for _, r in val[val.type.isin(config.tasks)].head(config.probe_prompts).iterrows()]
+
+    def probe_accuracy() -> float:
+        """Share of correct sampled responses on the same val prompts: the mean accuracy
+        reward, free of which training prompts a step happened to draw. Its own RNG stream,
+        so training is the same with or without it."""
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            hits = [correct(r, x) for r in probe for x in sampler(r, config.group_size)]
+        return sum(hits) / max(1, len(hits))
+
     # Eval mode throughout (gradients still flow): no dropout, and the few-shot BatchNorm keeps
     # its running statistics, so the update scores completions under the policy that sampled
     # them (a group repeats one prompt, whose batch statistics would be degenerate).
     module.eval()
-    history: list[dict] = []
     samples: list[dict] = []
+    history: list[dict] = []
+    if probe and pos.step == 0:
+        history.append({"step": 0, "probe_accuracy": probe_accuracy()})
+        log_metrics(acc, {"grpo/probe_accuracy": history[-1]["probe_accuracy"]}, 0)
     bar = progress(config.steps, pos.step) if progress else None
     while pos.step < config.steps:
         t0 = time.perf_counter()
@@ -229,6 +244,9 @@ def train_grpo(
             ckpt.save(pos)
     if bar is not None:
         bar.close()
+    if probe:
+        history.append({"step": pos.step, "probe_accuracy": probe_accuracy()})
+        log_metrics(acc, {"grpo/probe_accuracy": history[-1]["probe_accuracy"]}, pos.step)
     if len(val):
         final = validate(
             vlm,
