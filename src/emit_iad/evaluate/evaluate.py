@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
@@ -115,8 +116,6 @@ def log_on_training_run(run_id: str | None, average: float) -> None:
     """``mmad/average`` on the run that trained the model, so the runs table shows it."""
     if not run_id:
         return
-    import mlflow
-
     try:
         mlflow.MlflowClient().log_metric(run_id, "mmad/average", average)
     except mlflow.exceptions.MlflowException as exc:  # the run was deleted, another store

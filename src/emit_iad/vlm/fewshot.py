@@ -176,14 +176,14 @@ class FewShotModule(nn.Module):
         heatmap = heatmap.unsqueeze(1).to(self.soft_prompt.dtype)
         heat = self.projector(heatmap)  # [B, D, h/2, w/2]
         if self.mlp is not None:
-            b, _, h, w = heatmap.shape
+            h, w = heatmap.shape[-2:]
             ys, xs = torch.meshgrid(
                 torch.linspace(-1, 1, h, device=heat.device, dtype=heat.dtype),
                 torch.linspace(-1, 1, w, device=heat.device, dtype=heat.dtype),
                 indexing="ij",
             )
-            coords = torch.stack([ys, xs]).expand(b, -1, -1, -1)
-            heat = self.mlp(heat + self.where(coords))
+            # the same for every row: one conv, broadcast over the batch
+            heat = self.mlp(heat + self.where(torch.stack([ys, xs])[None]))
         heat = heat.flatten(2).transpose(1, 2)  # [B, h*w/4, D]
         soft = self.soft_prompt.unsqueeze(0).expand(heat.shape[0], -1, -1)
         if self.config.peak_token:

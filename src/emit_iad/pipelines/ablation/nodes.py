@@ -52,7 +52,7 @@ def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFr
         + to_markdown(summary.set_index("variant").round(3))
     )
     log.info("Ablation\n%s", markdown)
-    means = {label: s for label, s in fixed.items()}
+    means = dict(fixed)
     means |= {v: g[COLUMNS].mean() for v, g in runs.groupby("variant", sort=False)}
     radar = radar_chart(means, baselines=[])
     metrics = {}
