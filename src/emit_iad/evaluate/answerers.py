@@ -15,7 +15,7 @@ from pathlib import Path
 from emit_iad.llm_api import ChatClient, ClientConfig, Job
 from emit_iad.llm_api.images import image_part
 from emit_iad.vlm.bundle import VLM, ModelLoadError
-from emit_iad.vlm.chat import PromptConfig, build_messages, collate
+from emit_iad.vlm.chat import PromptConfig, build_messages
 from emit_iad.vlm.loading import load_pretrained
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ class LocalAnswerer:
             vlm.fewshot.eval()
 
     def answer(self, records: Sequence) -> list[str]:
-        batch = collate(records, self.vlm.processor, self.prompt, self.vlm.fewshot_placeholders(),
-                        self.vlm.fewshot_types(), self.knowledge)  # fmt: skip
+        batch = self.vlm.collate(records, self.prompt, self.knowledge)
         tok = self.vlm.processor.tokenizer
         return self.vlm.generate(
             batch,

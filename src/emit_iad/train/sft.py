@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -25,8 +26,8 @@ from emit_iad.train.harness import (
 )
 from emit_iad.train.targets import target
 from emit_iad.vlm.bundle import VLM, EMITModule
-from emit_iad.vlm.chat import PromptConfig, collate
-from emit_iad.vlm.loading import add_lora, set_trainable
+from emit_iad.vlm.chat import PromptConfig
+from emit_iad.vlm.loading import add_lora, enable_checkpointing, set_trainable
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_sft.yml"
@@ -43,6 +44,9 @@ class SFTConfig:
     lr: float = 1e-5
     epochs: int = 2
     batch_size: int = 8
+    # questions per forward/backward pass (None: the whole batch); same gradient, less memory
+    micro_batch_size: int | None = None
+    gradient_checkpointing: bool = False  # recompute each layer in backward (real scale: on)
     grad_accum: int = 1
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
@@ -85,10 +89,34 @@ def label_batch(batch, targets: Sequence[str], tokenizer) -> torch.Tensor:
 
 
 def prepare_model(vlm: VLM, config: SFTConfig) -> list[str]:
+    """LoRA where asked, the trainable parts, gradient checkpointing (SFT's and GRPO's
+    configs share these fields)."""
     if "lora" in config.trainable and not hasattr(vlm.model, "peft_config"):
-        lora = dict(config.lora)
-        add_lora(vlm, lora.pop("targets", ("q_proj", "k_proj", "v_proj", "o_proj")), **lora)
-    return set_trainable(vlm, config.trainable)
+        add_lora(vlm, **config.lora)
+    names = set_trainable(vlm, config.trainable)
+    if config.gradient_checkpointing:
+        enable_checkpointing(vlm)
+    return names
+
+
+def answer_loss(module, batch, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the target tokens and their count. The head runs only on
+    the rows' last positions, where the targets are (left padding): ``logits_to_keep``."""
+    device = next(module.parameters()).device
+    n = int((labels != -100).sum(dim=1).max())
+    out = module(
+        **batch.on(device),
+        logits_to_keep=n + 1,
+        fewshot_query=batch.fewshot_query,
+        fewshot_template=batch.fewshot_template,
+    )
+    logits = out.logits[:, :-1]  # [B, n, V]: position t predicts token t + 1
+    target = labels[:, -n:].to(logits.device)  # [B, n]
+    loss = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+        ignore_index=-100, reduction="sum",
+    )  # fmt: skip
+    return loss, int((target != -100).sum())
 
 
 @torch.no_grad()
@@ -111,9 +139,7 @@ def validate(
     tok = vlm.processor.tokenizer
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        batch = collate(
-            chunk, vlm.processor, prompt, vlm.fewshot_placeholders(), vlm.fewshot_types()
-        )
+        batch = vlm.collate(chunk, prompt)
         texts = vlm.generate(
             batch,
             max_new_tokens=max_new_tokens,
@@ -140,6 +166,28 @@ def validate(
     if prompt.answer_format == "think":
         out["val/well_formed"] = 100 * df.well_formed.mean()
     return out
+
+
+def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptConfig,
+               acc) -> torch.Tensor:  # fmt: skip
+    """Forward and backward of one batch in micro-batches of ``config.micro_batch_size``
+    questions; each part's summed loss is divided by the batch's target tokens, so the gradient
+    equals one pass over the whole batch (mean over its target tokens). Returns that mean."""
+    tok = vlm.processor.tokenizer
+    targets = [target(r, config.answer_format) for r in chunk]
+    counts = [len(tok(t + tok.eos_token, add_special_tokens=False)["input_ids"]) for t in targets]
+    total = sum(counts)
+    size = config.micro_batch_size or len(chunk)
+    spans = [(i, min(i + size, len(chunk))) for i in range(0, len(chunk), size)]
+    mean = torch.zeros(())
+    for j, (a, b) in enumerate(spans):
+        batch = vlm.collate(chunk[a:b], prompt, targets=targets[a:b])
+        labels = label_batch(batch, targets[a:b], tok)
+        with acc.no_sync(module) if j < len(spans) - 1 else contextlib.nullcontext():
+            loss, _ = answer_loss(module, batch, labels)
+            acc.backward(loss / total)
+        mean = mean + loss.detach().cpu() / total
+    return mean
 
 
 def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
@@ -183,7 +231,6 @@ def train_sft(
     pos = ckpt.restore_latest() or Position()
     prompt = config.prompt_config()
     records = [r for _, r in train.iterrows()]
-    tok = vlm.processor.tokenizer
     history: list[dict] = []
     module.train()
     bar = progress(total, pos.step) if progress else None
@@ -198,25 +245,9 @@ def train_sft(
         )
         for b in range(pos.batch_in_epoch, len(batches)):
             chunk = [records[i] for i in batches[b]]
-            targets = [target(r, config.answer_format) for r in chunk]
-            batch = collate(
-                chunk,
-                vlm.processor,
-                prompt,
-                vlm.fewshot_placeholders(),
-                vlm.fewshot_types(),
-                targets=targets,
-            )
-            labels = label_batch(batch, targets, tok)
             t0 = time.perf_counter()
             with acc.accumulate(module):
-                out = module(
-                    **batch.inputs,
-                    labels=labels,
-                    fewshot_query=batch.fewshot_query,
-                    fewshot_template=batch.fewshot_template,
-                )
-                acc.backward(out.loss)
+                loss = train_step(module, vlm, chunk, config, prompt, acc)
                 if acc.sync_gradients and config.max_grad_norm:
                     acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
                 optimizer.step()
@@ -226,7 +257,7 @@ def train_sft(
             if not acc.sync_gradients:
                 continue
             pos.step += 1
-            loss = acc.gather(out.loss.detach()[None]).mean().item()
+            loss = acc.gather(loss.detach()[None]).mean().item()
             row = {
                 "step": pos.step,
                 "epoch": pos.epoch,

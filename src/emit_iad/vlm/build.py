@@ -28,17 +28,26 @@ class ModelConfig:
     tiny: dict = field(default_factory=dict)
     fewshot: dict = field(default_factory=dict)
     sanity: dict = field(default_factory=dict)
+    # image-processor settings, kept with the model so every stage sees images alike:
+    # prompt (InternVL's tiling: crop_to_patches, min_patches, max_patches, size) and heatmap
+    # (the few-shot query and template; one tile by default)
+    images: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.source not in ("tiny", "pretrained"):
             raise ValueError(f"model.source must be 'tiny' or 'pretrained' ({PARAMS_FILE})")
         if self.source == "pretrained" and not self.name_or_path:
             raise ValueError(f"model.source: pretrained needs model.name_or_path ({PARAMS_FILE})")
+        if bad := set(self.images) - {"prompt", "heatmap"}:
+            raise ValueError(f"model.images: unknown {sorted(bad)}; use prompt, heatmap")
 
     @classmethod
     def from_params(cls, params: dict) -> ModelConfig:
         reject_unknown(cls, params, f"{PARAMS_FILE} (`model`)")
         return cls(**params)
+
+    def images_meta(self) -> dict:
+        return {k: dict(v) for k, v in self.images.items() if v is not None}
 
     def fewshot_config(self) -> FewShotConfig | None:
         settings = dict(self.fewshot)
@@ -64,9 +73,10 @@ def build_base_model(config: ModelConfig, texts: Iterable[str]) -> VLM:
     fs = config.fewshot_config()
     if config.source == "pretrained":
         vlm = load_pretrained(config.name_or_path, config.dtype, config.device, fs is not None, fs)
-        vlm.meta.update(stage="base", source="pretrained")
+        vlm.meta.update(stage="base", source="pretrained", images=config.images_meta())
         return vlm
     tiny = TinyModelConfig(**config.tiny)
     model, processor = build_tiny_model(texts, tiny)
     fewshot = FewShotModule(tiny.hidden_size, fs) if fs is not None else None
-    return VLM(model, processor, fewshot, {"stage": "base", "source": "tiny", "base_model": None})
+    meta = {"stage": "base", "source": "tiny", "base_model": None, "images": config.images_meta()}
+    return VLM(model, processor, fewshot, meta)

@@ -4,10 +4,14 @@ EMIT's few-shot module, saved and loaded as one directory.
 Directory layout (``data/06_models/<stage>/``)::
 
     emit_iad.json          stage, base model reference, few-shot config, trainable parts
-    config.json, model.safetensors      full weights (tiny/base or full fine-tuning), or
-    adapter_config.json, adapter_model.safetensors   a LoRA adapter on ``base_model``
+    config.json, model.safetensors      full weights (the tiny model, or text/full training), or
+    adapter_config.json, adapter_model.safetensors   a LoRA adapter on ``base_model``, and
+    trained.safetensors    base tensors trained outside LoRA (the aligner …), over ``base_model``
     fewshot.safetensors    projector + soft prompt
     processor files        tokenizer, image processor, chat template
+
+When the pretrained base stayed frozen (only LoRA, the aligner and the few-shot module
+trained), no copy of its weights is written: at 8 B that saves 16 GB per stage.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from emit_iad.atomic import atomic_directory
-from emit_iad.vlm.chat import Batch
+from emit_iad.vlm.chat import Batch, PromptConfig, collate
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule, fewshot_heatmap, inject_tokens
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 
 log = logging.getLogger(__name__)
 META_FILE = "emit_iad.json"
 FEWSHOT_FILE = "fewshot.safetensors"
+TRAINED_FILE = "trained.safetensors"
+FULL_PARTS = {"full", "text"}  # trainable parts after which only a full copy is faithful
 
 
 class ModelLoadError(RuntimeError):
@@ -82,19 +88,41 @@ class VLM:
     def fewshot_types(self) -> Sequence[str]:
         return self.fewshot.config.question_types if self.fewshot is not None else ()
 
-    def heat_tokens(self, batch: Batch) -> torch.Tensor | None:
-        if self.fewshot is None or batch.fewshot_query is None:
+    def image_kwargs(self, part: str) -> dict | None:
+        """Image-processor settings of the model's ``images`` block: ``prompt`` (the tiling of
+        the prompt's images) or ``heatmap`` (the few-shot heatmap's query and template)."""
+        value = (self.meta.get("images") or {}).get(part)
+        return dict(value) if value is not None else None
+
+    def collate(self, records, prompt: PromptConfig, knowledge: dict | None = None,
+                targets=None) -> Batch:  # fmt: skip
+        """:func:`~emit_iad.vlm.chat.collate` with this model's placeholders and image settings."""
+        return collate(records, self.processor, prompt, self.fewshot_placeholders(),
+                       self.fewshot_types(), knowledge, targets, self.image_kwargs("prompt"),
+                       self.image_kwargs("heatmap"))  # fmt: skip
+
+    @torch.no_grad()  # the vision tower is a fixed feature extractor here
+    def heatmap(self, batch: Batch) -> torch.Tensor | None:
+        """The raw anomaly maps (B', h, w) of the batch's few-shot rows, in fp32 on the model's
+        device; computed once per batch and kept on it (a GRPO group reuses its prompt's)."""
+        if self.fewshot is None:
             return None
-        tower = vision_tower(self.model)
-        dtype = next(tower.parameters()).dtype
-        with torch.no_grad():  # the vision tower is a fixed feature extractor here
-            heat = fewshot_heatmap(
+        if batch.heatmap is None and batch.fewshot_query is not None:
+            tower = vision_tower(self.model)
+            dtype = next(tower.parameters()).dtype
+            batch.heatmap = fewshot_heatmap(
                 tower,
                 batch.fewshot_query.to(tower.device, dtype),
                 batch.fewshot_template.to(tower.device, dtype),
                 self.fewshot.config,
-            )
-        return self.fewshot.tokens(heat.float().to(self.fewshot.soft_prompt.device))
+            ).float()
+        return batch.heatmap
+
+    def heat_tokens(self, batch: Batch) -> torch.Tensor | None:
+        heat = self.heatmap(batch)
+        if heat is None:
+            return None
+        return self.fewshot.tokens(heat.to(self.fewshot.soft_prompt.device))
 
     @contextlib.contextmanager
     def injecting(self, batch: Batch) -> Iterator[None]:
@@ -108,7 +136,7 @@ class VLM:
 
     # ---- running --------------------------------------------------------------------------
     def forward(self, batch: Batch, **kwargs):
-        inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
+        inputs = batch.on(self.device)
         with self.injecting(batch):
             return self.model(**inputs, **kwargs)
 
@@ -122,7 +150,7 @@ class VLM:
     @torch.no_grad()
     def generate(self, batch: Batch, **kwargs) -> list[str]:
         """Completions (prompt removed), decoded with the reasoning tags kept."""
-        inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
+        inputs = batch.on(self.device)
         kwargs.setdefault("suppress_tokens", self.structural_token_ids())
         with self.injecting(batch):
             out = self.model.generate(**inputs, **kwargs)
@@ -134,12 +162,39 @@ class VLM:
         return next(self.model.parameters()).device
 
     # ---- persistence ----------------------------------------------------------------------
+    def saves_delta(self) -> bool:
+        """Only what trained is saved: the base is a pretrained model that can be named and no
+        stage so far trained its weights wholesale."""
+        return bool(self.meta.get("base_model")) and not self.meta.get("full_trained")
+
+    def trained_tensors(self) -> dict[str, torch.Tensor]:
+        """Base tensors trained outside LoRA, by this stage or an earlier one."""
+        base = base_model_of(self.model)
+        earlier = set(self.meta.get("trained_params") or [])
+        training = bool(self.meta.get("trainable"))  # set by a training stage; a base: none
+        return {
+            n: p.detach().contiguous().cpu()
+            for n, p in base.named_parameters()
+            if "lora_" not in n and ((training and p.requires_grad) or n in earlier)
+        }
+
     def save(self, folder: str | Path) -> None:
         """Write the directory atomically (temporary sibling, then rename)."""
+        meta = dict(self.meta)
+        if set(meta.get("trainable") or ()) & FULL_PARTS:
+            meta["full_trained"] = True
+        self.meta = meta
         with atomic_directory(folder) as tmp:
-            self.model.save_pretrained(tmp)
+            if self.saves_delta():
+                trained = self.trained_tensors()
+                if hasattr(self.model, "peft_config"):
+                    self.model.save_pretrained(tmp)  # the adapter only
+                if trained:
+                    save_file(trained, str(tmp / TRAINED_FILE))
+                meta["trained_params"] = sorted(trained)
+            else:
+                self.model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
-            meta = dict(self.meta)
             if self.fewshot is not None:
                 save_file({k: v.contiguous() for k, v in self.fewshot.state_dict().items()},
                           str(tmp / FEWSHOT_FILE))  # fmt: skip
@@ -150,22 +205,36 @@ class VLM:
     def load(
         cls, folder: str | Path, dtype: str | torch.dtype = "auto", device: str = "cpu"
     ) -> VLM:
-        from emit_iad.vlm.loading import load_pretrained  # loading imports this module
+        from transformers import AutoProcessor
+
+        # loading imports this module
+        from emit_iad.vlm.loading import load_pretrained, resolve_device
 
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.is_file():
             raise ModelLoadError(f"{folder}: no {META_FILE}; not a model directory of emit-iad")
         meta = json.loads(meta_path.read_text())
-        if (folder / "adapter_config.json").is_file():
+        full = (folder / "config.json").is_file()
+        if not full:  # a delta over a named base: adapter and/or trained tensors
             from peft import PeftModel
 
             base = meta.get("base_model")
             if not base:
-                raise ModelLoadError(f"{meta_path}: an adapter without `base_model`")
+                raise ModelLoadError(f"{meta_path}: no weights here and no `base_model` named")
             base_vlm = load_pretrained(base, dtype=dtype, device=device, with_fewshot=False)
-            model = PeftModel.from_pretrained(base_vlm.model, folder, is_trainable=False)
-            processor = base_vlm.processor
+            model = base_vlm.model
+            if (folder / "adapter_config.json").is_file():
+                model = PeftModel.from_pretrained(model, folder, is_trainable=False)
+            if (folder / TRAINED_FILE).is_file():
+                tensors = load_file(str(folder / TRAINED_FILE))
+                result = base_model_of(model).load_state_dict(tensors, strict=False)
+                if result.unexpected_keys:
+                    raise ModelLoadError(
+                        f"{folder / TRAINED_FILE}: tensors {result.unexpected_keys[:3]} are not "
+                        f"in the base {base!r}; was it trained from another model?"
+                    )
+            processor = AutoProcessor.from_pretrained(folder)
         else:
             loaded = load_pretrained(str(folder), dtype=dtype, device=device, with_fewshot=False)
             model, processor = loaded.model, loaded.processor
@@ -174,7 +243,7 @@ class VLM:
             hidden = base_model_of(model).config.text_config.hidden_size
             fewshot = FewShotModule(hidden, FewShotConfig.from_dict(meta["fewshot"]))
             fewshot.load_state_dict(load_file(str(folder / FEWSHOT_FILE)))
-            fewshot.to(device)
+            fewshot.to(resolve_device(device))
         return cls(model, processor, fewshot, meta)
 
 
@@ -188,8 +257,11 @@ class EMITModule(nn.Module):
         self.fewshot = vlm.fewshot
         self._vlm = [vlm]  # not a submodule
 
-    def forward(self, fewshot_query=None, fewshot_template=None, **inputs):
+    def forward(self, fewshot_query=None, fewshot_template=None, fewshot_heatmap=None,
+                **inputs):  # fmt: skip
+        """``fewshot_heatmap`` (precomputed maps) stands in for the query/template pixels."""
         vlm = self._vlm[0]
-        batch = Batch(inputs, [], fewshot_query, fewshot_template)
+        model_inputs = {k: v for k, v in inputs.items() if k != "logits_to_keep"}
+        batch = Batch(model_inputs, [], fewshot_query, fewshot_template, heatmap=fewshot_heatmap)
         with vlm.injecting(batch):
             return self.model(**inputs)

@@ -119,6 +119,11 @@ class Batch:
     fewshot_query: torch.Tensor | None = None  # (B', 3, H, W) rows that carry placeholders
     fewshot_template: torch.Tensor | None = None
     fewshot_rows: list[int] | None = None
+    heatmap: torch.Tensor | None = None  # (B', h, w), computed once, then reused (VLM.heatmap)
+
+    def on(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The model inputs on ``device`` (every processor output, not only the usual three)."""
+        return {k: v.to(device) for k, v in self.inputs.items()}
 
 
 def uses_fewshot(record, config: PromptConfig, question_types: Sequence[str]) -> bool:
@@ -133,8 +138,14 @@ def collate(
     fewshot_types: Sequence[str] = (),
     knowledge: dict | None = None,
     targets: Sequence[str] | None = None,
+    image_kwargs: dict | None = None,
+    heatmap_kwargs: dict | None = None,
 ) -> Batch:
-    """Tokenise a batch (left padding); ``targets`` are appended as assistant replies."""
+    """Tokenise a batch (left padding); ``targets`` are appended as assistant replies.
+
+    ``image_kwargs`` go to the image processor for the prompt's images (InternVL's tiling:
+    ``crop_to_patches``, ``min_patches``, ``max_patches``, ``size``); ``heatmap_kwargs`` for the
+    few-shot heatmap's query and template (one tile each by default)."""
     prompts, images, fs_rows, fs_query, fs_template = [], [], [], [], []
     for i, rec in enumerate(records):
         fewshot = bool(fewshot_placeholders) and uses_fewshot(rec, config, fewshot_types)
@@ -150,11 +161,15 @@ def collate(
             fs_rows.append(i)
             fs_template.append(imgs[0])
             fs_query.append(imgs[-1])
-    inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+    inputs = processor(
+        text=prompts, images=images, padding=True, return_tensors="pt", **(image_kwargs or {})
+    )
     batch = Batch(dict(inputs), prompts)
     if fs_rows:
         pix = processor.image_processor(
-            images=fs_query + fs_template, crop_to_patches=False, return_tensors="pt"
+            images=fs_query + fs_template,
+            return_tensors="pt",
+            **(heatmap_kwargs if heatmap_kwargs is not None else {"crop_to_patches": False}),
         )["pixel_values"]
         batch.fewshot_query, batch.fewshot_template = pix[: len(fs_rows)], pix[len(fs_rows) :]
         batch.fewshot_rows = fs_rows

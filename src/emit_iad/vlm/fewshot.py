@@ -69,10 +69,13 @@ def heatmap_from_features(
 
     query[l]: (B, h, w, C) features of layer l; templates[l]: (B, R, h, w, C) features of the R
     rotated templates. For every query patch: the max cosine similarity to any template patch
-    of any rotation within the window; mean over layers; map = 1 − similarity.
+    of any rotation within the window; mean over layers; map = 1 − similarity. Computed in fp32
+    whatever the features' dtype: in bf16 the similarities keep ~3 significant digits and the
+    map collapses to a few dozen distinct values.
     """
     maps = []
     for q, t in zip(query, templates, strict=True):
+        q, t = q.float(), t.float()
         b, h, w, c = q.shape
         r = t.shape[1]
         qn = nn.functional.normalize(q.reshape(b, h * w, c), dim=-1)  # [B, N, C]

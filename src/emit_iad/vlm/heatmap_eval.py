@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from emit_iad.vlm.bundle import VLM, vision_tower
 from emit_iad.vlm.chat import load_image
@@ -29,15 +30,21 @@ def _mask(paths, size: int) -> np.ndarray:
 @torch.no_grad()
 def heatmaps(vlm: VLM, queries: list[str], templates: list[str], config: FewShotConfig,
              batch_size: int = 16) -> torch.Tensor:  # fmt: skip
-    """(N, h, w) raw anomaly maps of queries against their templates."""
+    """(N, h, w) raw anomaly maps (fp32, on the CPU) of queries against their templates, the
+    images prepared as the model's ``images.heatmap`` settings say, on the tower's device and
+    in its dtype."""
     tower = vision_tower(vlm.model)
+    param = next(tower.parameters())
     processor = vlm.processor.image_processor
+    settings = vlm.image_kwargs("heatmap") or {"crop_to_patches": False}
     out = []
-    for i in range(0, len(queries), batch_size):
+    for i in tqdm(range(0, len(queries), batch_size), desc="heatmap check", unit="batch",
+                  leave=False):  # fmt: skip
         q = [load_image(p) for p in queries[i : i + batch_size]]
         t = [load_image(p) for p in templates[i : i + batch_size]]
-        pix = processor(images=q + t, crop_to_patches=False, return_tensors="pt")["pixel_values"]
-        out.append(fewshot_heatmap(tower, pix[: len(q)], pix[len(q) :], config))
+        pix = processor(images=q + t, return_tensors="pt", **settings)["pixel_values"]
+        pix = pix.to(param.device, param.dtype)
+        out.append(fewshot_heatmap(tower, pix[: len(q)], pix[len(q) :], config).float().cpu())
     return torch.cat(out)
 
 

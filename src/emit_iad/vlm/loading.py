@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,17 @@ from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 log = logging.getLogger(__name__)
 DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
           "float16": torch.float16}  # fmt: skip
+
+
+def resolve_device(device: str | None) -> str:
+    """``cuda`` under a multi-process launcher means this process's GPU (``LOCAL_RANK``), not
+    GPU 0 for every rank; ``auto`` is the GPU where there is one, else the CPU."""
+    device = str(device or "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return device
 
 
 def _dtype(dtype):
@@ -41,9 +53,13 @@ def load_pretrained(
     that says how to use the tiny model or a local copy instead.
     """
     local = Path(name_or_path).is_dir()
+    device = resolve_device(device)
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=_dtype(dtype))
+        # weights go straight to their device, shard by shard (no full copy in host memory)
+        model = AutoModelForImageTextToText.from_pretrained(
+            name_or_path, dtype=_dtype(dtype), device_map=device
+        )
     except OSError as exc:
         where = "the folder" if local else "the Hugging Face hub"
         raise ModelLoadError(
@@ -53,7 +69,6 @@ def load_pretrained(
             "machine with internet (`hf download <name>`) and set model.name_or_path to that "
             "local folder."
         ) from None
-    model.to(device)
     tokenizer = processor.tokenizer
     if FEWSHOT_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [FEWSHOT_TOKEN]},
@@ -73,25 +88,51 @@ def add_lora(
     r: int = 8,
     alpha: int = 16,
     dropout: float = 0.05,
+    vision: bool = False,
+    vision_targets: Sequence[str] | None = None,
 ) -> VLM:
-    """Wrap the language model's ``targets`` in LoRA adapters (peft); only they train."""
+    """Wrap the language model's ``targets`` in LoRA adapters (peft); only they train.
+
+    ``vision``: the vision tower's ``vision_targets`` get adapters too (EMIT's stage 2,
+    ``freeze_vit false``); the few-shot heatmap then reads the tower with the adapter off, so it
+    stays the fixed feature extractor it was computed with.
+    """
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout,
-        # language model only: the vision tower stays a fixed feature extractor
-        target_modules=rf".*language_model.*\.({'|'.join(targets)})",
-    )  # fmt: skip
+    text = rf".*language_model.*\.({'|'.join(targets)})"
+    pattern = text
+    if vision:
+        names = vision_targets or VISION_LORA_TARGETS
+        pattern = rf"({text})|(.*({'|'.join(VISION_TOWERS)})\..*\.({'|'.join(names)}))"
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern)
     vlm.model = get_peft_model(vlm.model, config)
     return vlm
 
 
+# InternVL-hf's attention and MLP projections (vision tower) and Qwen2.5-VL's (`visual`)
+VISION_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "projection_layer", "fc1", "fc2", "qkv",
+                       "proj", "gate_proj", "up_proj", "down_proj")  # fmt: skip
+VISION_TOWERS = ("vision_tower", "visual")
+# the aligner between vision and language: InternVL's `mlp1` (HF: multi_modal_projector),
+# Qwen2.5-VL's patch merger
+ALIGNERS = ("multi_modal_projector", "visual.merger")
+
+
+def enable_checkpointing(vlm: VLM) -> None:
+    """Non-reentrant gradient checkpointing: each layer's activations are recomputed in
+    backward instead of kept. Inputs require grad so that a frozen base with LoRA (or with only
+    the few-shot module training) still has a graph through the checkpointed layers."""
+    vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    vlm.model.enable_input_require_grads()
+
+
 def set_trainable(vlm: VLM, parts: Sequence[str]) -> list[str]:
     """Freeze everything, then unfreeze ``parts``: ``lora``, ``fewshot`` (projector + soft
-    prompt), ``full`` (the whole model), ``text`` (all but the vision tower, which then stays
+    prompt), ``aligner`` (vision-to-language projector: InternVL's ``mlp1``, Qwen's merger),
+    ``full`` (the whole model), ``text`` (all but the vision tower, which then stays
     the fixed feature extractor the few-shot heatmap was computed with). Returns the names of
     trainable tensors."""
-    known = {"lora", "fewshot", "full", "text"}
+    known = {"lora", "fewshot", "full", "text", "aligner"}
     if unknown := set(parts) - known:
         raise ValueError(f"unknown trainable part(s) {sorted(unknown)}; use {sorted(known)}")
     for p in vlm.model.parameters():
@@ -102,6 +143,13 @@ def set_trainable(vlm: VLM, parts: Sequence[str]) -> list[str]:
     if "text" in parts and "full" not in parts:
         for p in vision_tower(vlm.model).parameters():
             p.requires_grad_(False)
+    if "aligner" in parts:  # EMIT trains `mlp1` fully in both stages
+        found = [m for n, m in vlm.model.named_modules() if n.endswith(ALIGNERS)]
+        if not found:
+            raise ValueError(f"trainable part 'aligner': no module named like {ALIGNERS}")
+        for module in found:
+            for p in module.parameters():
+                p.requires_grad_(True)
     if "lora" in parts:
         if not hasattr(vlm.model, "peft_config"):
             raise ValueError("trainable part 'lora' needs add_lora() first")

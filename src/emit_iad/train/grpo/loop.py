@@ -13,6 +13,7 @@ reweighting (TRL's GRPOTrainer has no dynamic sampling); generation goes through
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -68,6 +69,10 @@ class GRPOConfig:
     temperature: float = 1.0
     max_new_tokens: int = 64
     batch_size: int = 4  # prompts per update, per process
+    # responses per forward/backward pass (None: a whole group); the update's gradient is the
+    # same, peak memory scales with this instead of with G
+    micro_batch_size: int | None = None
+    gradient_checkpointing: bool = False  # recompute each layer in backward (real scale: on)
     steps: int = 50
     lr: float = 1e-5
     mu: int = 1
@@ -143,13 +148,17 @@ def train_grpo(
     train = train[train.type.isin(config.tasks)].reset_index(drop=True)
     check_inputs(vlm, train, config)
     acc = make_accelerator(1, config.mixed_precision, config.seed)
-    reference = EMITModule(copy.deepcopy(vlm)) if "lora" not in config.trainable else None
+    lora = "lora" in config.trainable
+    # the starting policy, copied before training changes it (LoRA: the base with the adapter
+    # off, and a copy of the few-shot module only); moved where the policy lives
+    reference = None if lora else EMITModule(copy.deepcopy(vlm)).to(acc.device).eval()
     prepare_model(vlm, config)  # type: ignore[arg-type]  (same trainable/lora fields as SFT)
-    if reference is None:  # LoRA: the reference is the base with the adapter disabled
-        ref_fewshot = copy.deepcopy(vlm.fewshot)
     module = EMITModule(vlm)
     optimizer = torch.optim.AdamW(trainable_parameters(module), lr=config.lr)
     module, optimizer = acc.prepare(module, optimizer)
+    ref_fewshot = copy.deepcopy(vlm.fewshot) if lora and vlm.fewshot is not None else None
+    if ref_fewshot is not None:
+        ref_fewshot.to(acc.device).eval()
     ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints,
                       run_key(config, module, len(train)))  # fmt: skip
     pos = ckpt.restore_latest() or Position()
@@ -219,9 +228,10 @@ def train_grpo(
             rewards,
             config,
             optimizer,
-            acc,
+            acc.backward,
             tok,
             ref_fewshot if reference is None else None,
+            lambda: acc.no_sync(module),
         )
         metrics["rollout_s"], metrics["update_s"] = t1 - t0, time.perf_counter() - t1
         pos.step += 1
@@ -270,15 +280,20 @@ def update(
     rewards,
     config: GRPOConfig,
     optimizer,
-    acc,
+    backward: Callable[[torch.Tensor], None],
     tok,
     ref_fewshot,
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> tuple[dict, list[dict]]:
-    """Score the groups, then μ passes of the clipped loss; returns step metrics and samples."""
+    """Score the groups, then μ passes of the clipped loss, backward per micro-batch of
+    responses (``no_sync`` keeps DDP from reducing before the last); returns step metrics and
+    samples."""
+    device = vlm.device
     prepared = []
     parts_sum: dict[str, float] = {}
     n_resp = 0
     all_correct, nonzero, mixed, samples, comp_tokens = [], 0, 0, [], 0
+    micro = config.micro_batch_size or config.group_size
     for g in groups:
         record = g.prompt
         texts = [r.text for r in g.responses]
@@ -296,12 +311,19 @@ def update(
         mixed += int(any(g.correct) and not all(g.correct))  # the accuracy reward differs
         all_correct += g.correct
         batch = sampler.prompt_batch(record)
-        inputs, mask, lp = group_inputs(batch, g.responses, tok.pad_token_id)
-        comp_tokens += int(mask.sum())
+        # the heatmap once per prompt (the vision tower is not trained through it)
+        gi = group_inputs(batch, g.responses, tok.pad_token_id, vlm.heatmap(batch))
+        comp_tokens += int(gi.mask.sum())
         with torch.no_grad():
-            old = token_logp(module, inputs, lp) if config.mu > 1 else None
-            ref = reference_logp(reference, vlm, inputs, lp, ref_fewshot) if config.beta else None
-        prepared.append((inputs, mask, lp, adv, old, ref))
+            old = ref = None
+            if config.mu > 1:
+                old = torch.cat([token_logp(module, gi.rows(a, b, device), gi.prompt_len)
+                                 for a, b in gi.spans(micro)])  # fmt: skip
+            if config.beta:
+                ref = torch.cat([reference_logp(reference, vlm, gi.rows(a, b, device),
+                                                gi.prompt_len, ref_fewshot)
+                                 for a, b in gi.spans(micro)])  # fmt: skip
+        prepared.append((gi, adv, old, ref))
         samples += [
             {
                 "question": record["question"],
@@ -311,33 +333,40 @@ def update(
             }
             for t, r in zip(texts[:2], total[:2], strict=False)
         ]
+    # the update's normaliser: sequences (EMIT) or tokens (DAPO) of all its groups together
+    normalizer = float(n_resp if config.loss_aggregation == "sequence" else max(1, comp_tokens))
+    chunks = [(gi, adv, old, ref, a, b) for gi, adv, old, ref in prepared
+              for a, b in gi.spans(micro)]  # fmt: skip
     loss_metrics: dict[str, float] = {}
+    # HF checkpoints layers only in training mode; the few-shot BatchNorm stays in eval (its
+    # running statistics), and GRPO's LoRA dropout is 0, so the update still scores the
+    # completions under the policy that sampled them
+    vlm.model.train(config.gradient_checkpointing)
     for _ in range(config.mu):
-        losses = []
-        for inputs, mask, lp, adv, old, ref in prepared:
-            logp = token_logp(module, inputs, lp)
+        optimizer.zero_grad()
+        for i, (gi, adv, old, ref, a, b) in enumerate(chunks):
+            logp = token_logp(module, gi.rows(a, b, device), gi.prompt_len)
             loss, m = grpo_loss(
                 logp,
-                logp.detach() if old is None else old,
-                adv,
-                mask,
-                ref,
+                logp.detach() if old is None else old[a:b],
+                adv[a:b],
+                gi.mask[a:b],
+                None if ref is None else ref[a:b],
                 config.beta,
                 config.eps_low,
                 config.eps_high,
                 config.loss_aggregation,
+                normalizer,
             )
-            losses.append(loss)
+            share = float(gi.mask[a:b].sum()) / max(1, comp_tokens) / config.mu
             for k, v in m.items():
-                loss_metrics[k] = loss_metrics.get(k, 0.0) + v / max(1, len(prepared) * config.mu)
-        total_loss = (
-            torch.stack(losses).mean()
-            if losses
-            else sum(q.sum() * 0 for q in module.parameters() if q.requires_grad)
-        )
-        optimizer.zero_grad()
-        acc.backward(total_loss)
+                loss_metrics[k] = loss_metrics.get(k, 0.0) + v * share
+            with no_sync() if i < len(chunks) - 1 else contextlib.nullcontext():
+                backward(loss)
+        if not chunks:  # nothing to learn: a zero loss still meets the other processes
+            backward(sum(q.sum() * 0 for q in module.parameters() if q.requires_grad))
         optimizer.step()
+    vlm.model.eval()
     metrics = {f"reward/{k}": v / max(1, n_resp) for k, v in parts_sum.items()}
     metrics.update(loss_metrics)
     metrics["accuracy"] = sum(all_correct) / max(1, len(all_correct))

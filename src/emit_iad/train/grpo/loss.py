@@ -32,26 +32,35 @@ def grpo_loss(
     eps_low: float = 0.2,
     eps_high: float | None = None,
     aggregation: str = "sequence",
+    normalizer: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss to minimise and metrics (clip fraction, KL, ratio)."""
+    """Loss to minimise and metrics (clip fraction, KL, ratio).
+
+    ``normalizer``: what the summed loss is divided by: the number of sequences (``sequence``)
+    or of completion tokens (``token``) of the whole update. None: this call's own, which is
+    right for one call per update; with micro-batches pass the update's total, so that the
+    micro-batch losses add up to the loss of the whole batch.
+    """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"grpo.loss_aggregation must be one of {AGGREGATIONS}")
     eps_high = eps_low if eps_high is None else eps_high
-    mask = mask.to(logp.dtype)
+    mask = mask.to(logp.device, logp.dtype)  # built on the CPU by the rollout
+    old_logp = old_logp.to(logp.device)
     ratio = torch.exp(logp - old_logp)  # [B, T]
-    adv = advantages[:, None]  # [B, 1]
+    adv = advantages.to(logp.device, logp.dtype)[:, None]  # [B, 1]
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     per_token = -torch.minimum(unclipped, clipped)  # [B, T]
     kl = torch.zeros_like(per_token)
     if beta and ref_logp is not None:
-        kl = k3_kl(logp, ref_logp)
+        kl = k3_kl(logp, ref_logp.to(logp.device))
         per_token = per_token + beta * kl
     if aggregation == "sequence":
         lengths = mask.sum(dim=1).clamp(min=1.0)  # [B]
-        loss = ((per_token * mask).sum(dim=1) / lengths).mean()
+        per_sequence = (per_token * mask).sum(dim=1) / lengths  # [B]
+        loss = per_sequence.sum() / (normalizer or per_sequence.shape[0])
     else:
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+        loss = (per_token * mask).sum() / (normalizer or mask.sum().clamp(min=1.0))
     n = mask.sum().clamp(min=1.0)
     was_clipped = ((ratio < 1.0 - eps_low) & (adv < 0)) | ((ratio > 1.0 + eps_high) & (adv > 0))
     metrics = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from emit_iad.vlm.bundle import VLM, EMITModule
-from emit_iad.vlm.chat import Batch, PromptConfig, collate
+from emit_iad.vlm.chat import Batch, PromptConfig
 
 
 @dataclass
@@ -35,20 +35,14 @@ class Sampler:
         if key not in self._batches:
             if len(self._batches) >= 64:
                 self._batches.pop(next(iter(self._batches)))
-            self._batches[key] = collate(
-                [record],
-                self.vlm.processor,
-                self.prompt,
-                self.vlm.fewshot_placeholders(),
-                self.vlm.fewshot_types(),
-            )
+            self._batches[key] = self.vlm.collate([record], self.prompt)
         return self._batches[key]
 
     @torch.no_grad()
     def __call__(self, record, n: int) -> list[Response]:
         batch = self.prompt_batch(record)
         tok = self.vlm.processor.tokenizer
-        inputs = {k: v.to(self.vlm.device) for k, v in batch.inputs.items()}
+        inputs = batch.on(self.vlm.device)
         with self.vlm.injecting(batch):
             out = self.vlm.model.generate(
                 **inputs,
@@ -71,36 +65,84 @@ class Sampler:
         return responses
 
 
+# per-token processor outputs (rows × sequence); every other output is per image
+TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+
+
+@dataclass
+class GroupInputs:
+    """A prompt and its G completions, kept once and handed to the model in micro-batches: the
+    prompt's images and few-shot heatmap are stored once and repeated only for the rows of one
+    micro-batch, so memory grows with the micro-batch, not with G."""
+
+    tokens: dict[str, torch.Tensor]  # (G, Lp + Lc) per-token tensors, CPU
+    images: dict[str, torch.Tensor]  # the prompt's per-image tensors, once
+    heatmap: torch.Tensor | None  # (1, h, w) the prompt's few-shot map, or None
+    mask: torch.Tensor  # (G, Lc) 1 on completion tokens
+    prompt_len: int
+
+    @property
+    def size(self) -> int:
+        return self.mask.shape[0]
+
+    def rows(self, start: int, stop: int, device) -> dict:
+        """Model keyword arguments for responses ``start:stop``, on ``device``."""
+        n = stop - start
+        out = {k: v[start:stop].to(device) for k, v in self.tokens.items()}
+        out.update({k: v.repeat(n, *([1] * (v.dim() - 1))).to(device)
+                    for k, v in self.images.items()})  # fmt: skip
+        if self.heatmap is not None:
+            out["fewshot_heatmap"] = self.heatmap.expand(n, -1, -1).to(device)
+        return out
+
+    def spans(self, micro: int) -> list[tuple[int, int]]:
+        micro = max(1, micro)
+        return [(i, min(i + micro, self.size)) for i in range(0, self.size, micro)]
+
+
 def group_inputs(
-    batch: Batch, responses: list[Response], pad_id: int
-) -> tuple[dict, torch.Tensor, int]:
-    """Prompt + each completion as one padded batch (G rows); completion mask; prompt length."""
+    batch: Batch, responses: list[Response], pad_id: int, heatmap: torch.Tensor | None = None
+) -> GroupInputs:
+    """Prompt + each completion as one padded group (G rows, right-padded completions)."""
     g = len(responses)
     lp = batch.inputs["input_ids"].shape[1]
     lc = max(len(r.ids) for r in responses)
     comp = torch.full((g, lc), pad_id, dtype=torch.long)
     mask = torch.zeros((g, lc))
     for i, r in enumerate(responses):
-        comp[i, : len(r.ids)] = r.ids
+        comp[i, : len(r.ids)] = r.ids.cpu()
         mask[i, : len(r.ids)] = 1.0
-    inputs = {
-        "input_ids": torch.cat([batch.inputs["input_ids"].expand(g, -1), comp], dim=1),
-        "attention_mask": torch.cat(
-            [batch.inputs["attention_mask"].expand(g, -1), mask.long()], dim=1
-        ),
-        "pixel_values": batch.inputs["pixel_values"].repeat(g, 1, 1, 1),
+    fill = {"input_ids": comp, "attention_mask": mask.long()}
+    tokens = {
+        k: torch.cat([v.cpu().expand(g, -1), fill.get(k, torch.zeros_like(comp)).to(v.dtype)], 1)
+        for k, v in batch.inputs.items()
+        if k in TOKEN_KEYS
     }
-    if batch.fewshot_query is not None:
-        inputs["fewshot_query"] = batch.fewshot_query.expand(g, -1, -1, -1)
-        inputs["fewshot_template"] = batch.fewshot_template.expand(g, -1, -1, -1)
-    return inputs, mask, lp
+    images = {k: v for k, v in batch.inputs.items() if k not in TOKEN_KEYS}
+    return GroupInputs(tokens, images, heatmap, mask, lp)
+
+
+def selective_logp(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] (B, T), in fp32 one row at a time: the full (B, T, V)
+    log-probability tensor in fp32 would be ~0.6 GB per 1 k tokens at a 151 k vocabulary.
+
+    >>> selective_logp(torch.zeros(1, 1, 4), torch.tensor([[2]]))
+    tensor([[-1.3863]])
+    """
+    rows = []
+    for row, t in zip(logits, targets, strict=True):  # [T, V], [T]
+        row = row.float()
+        rows.append(row.gather(-1, t[:, None]).squeeze(-1) - torch.logsumexp(row, dim=-1))
+    return torch.stack(rows)
 
 
 def token_logp(module, inputs: dict, lp: int) -> torch.Tensor:
-    """Log-probabilities (G, Lc) of the completion tokens under ``module``."""
-    logits = module(**inputs).logits[:, lp - 1 : -1].float()  # [G, Lc, V]
-    targets = inputs["input_ids"][:, lp:]  # [G, Lc]
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+    """Log-probabilities (B, Lc) of the completion tokens under ``module``; the head runs on
+    the completion positions only (``logits_to_keep``)."""
+    lc = inputs["input_ids"].shape[1] - lp
+    logits = module(**inputs, logits_to_keep=lc + 1).logits[:, :-1]  # [B, Lc, V]
+    targets = inputs["input_ids"][:, lp:].to(logits.device)  # [B, Lc]
+    return selective_logp(logits, targets)
 
 
 @torch.no_grad()
