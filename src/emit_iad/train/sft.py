@@ -103,7 +103,8 @@ def answer_loss(module, batch, labels: torch.Tensor) -> tuple[torch.Tensor, int]
     """Summed cross-entropy over the target tokens and their count. The head runs only on
     the rows' last positions, where the targets are (left padding): ``logits_to_keep``."""
     device = next(module.parameters()).device
-    n = int((labels != -100).sum(dim=1).max())
+    per_row = [sum(x != -100 for x in row) for row in labels.tolist()]  # host-side counts
+    n = max(per_row)
     out = module(
         **batch.on(device),
         logits_to_keep=n + 1,
@@ -116,7 +117,7 @@ def answer_loss(module, batch, labels: torch.Tensor) -> tuple[torch.Tensor, int]
         logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
         ignore_index=-100, reduction="sum",
     )  # fmt: skip
-    return loss, int((target != -100).sum())
+    return loss, sum(per_row)
 
 
 @torch.no_grad()

@@ -96,10 +96,22 @@ class VLM:
 
     def collate(self, records, prompt: PromptConfig, knowledge: dict | None = None,
                 targets=None) -> Batch:  # fmt: skip
-        """:func:`~emit_iad.vlm.chat.collate` with this model's placeholders and image settings."""
-        return collate(records, self.processor, prompt, self.fewshot_placeholders(),
-                       self.fewshot_types(), knowledge, targets, self.image_kwargs("prompt"),
-                       self.image_kwargs("heatmap"))  # fmt: skip
+        """:func:`~emit_iad.vlm.chat.collate` with this model's placeholders and image settings;
+        checks that each few-shot row holds as many placeholders as there are tokens to inject."""
+        placeholders = self.fewshot_placeholders()
+        batch = collate(records, self.processor, prompt, placeholders, self.fewshot_types(),
+                        knowledge, targets, self.image_kwargs("prompt"),
+                        self.image_kwargs("heatmap"))  # fmt: skip
+        if placeholders:
+            found = (batch.inputs["input_ids"] == self.fewshot_token_id).sum(dim=1).tolist()
+            want = [len(placeholders) // len(FEWSHOT_TOKEN) if i in (batch.fewshot_rows or [])
+                    else 0 for i in range(len(found))]  # fmt: skip
+            if found != want:
+                raise ValueError(
+                    f"few-shot placeholders per row {found}, expected {want}: the tokenizer "
+                    f"does not keep {FEWSHOT_TOKEN} as one token, or a prompt text contains it"
+                )
+        return batch
 
     @torch.no_grad()  # the vision tower is a fixed feature extractor here
     def heatmap(self, batch: Batch) -> torch.Tensor | None:
@@ -131,7 +143,9 @@ class VLM:
         if values is None:
             yield
             return
-        with inject_tokens(self.model.get_input_embeddings(), self.fewshot_token_id, values):
+        rows = batch.inputs["input_ids"].shape[0]
+        embeddings = self.model.get_input_embeddings()
+        with inject_tokens(embeddings, self.fewshot_token_id, values, rows):
             yield
 
     # ---- running --------------------------------------------------------------------------

@@ -196,12 +196,17 @@ class FewShotModule(nn.Module):
 
 @contextlib.contextmanager
 def inject_tokens(
-    embedding: nn.Module, placeholder_id: int, values: torch.Tensor | None
+    embedding: nn.Module, placeholder_id: int, values: torch.Tensor | None, rows: int | None = None
 ) -> Iterator[None]:
     """While active, the outputs of ``embedding`` at ``placeholder_id`` positions are replaced,
     in row-major order, by ``values`` (rows with placeholders, each ``values.shape[1]`` of them).
 
-    With ``values=None`` nothing is hooked.
+    ``rows``: the batch's row count; a call with k times as many rows (``generate`` with
+    ``num_return_sequences=k`` repeats each prompt k times, interleaved) gets each row's values
+    k times. Pure tensor operations, no host sync: calls without placeholders (the later steps
+    of generation) leave the embeddings as they are. That the placeholders and the values agree
+    in number is checked when the batch is built (:meth:`VLM.collate`). With ``values=None``
+    nothing is hooked.
     """
     if values is None:
         yield
@@ -209,25 +214,11 @@ def inject_tokens(
 
     def hook(module, args, output):
         ids = args[0]
-        mask = ids == placeholder_id
-        count = int(mask.sum())
-        if count == 0:  # later generation steps see only new tokens
-            return output
-        rows, per_row = values.shape[0], values.shape[1]
-        if count % per_row == 0 and (count // per_row) % rows == 0 and count // per_row > rows:
-            # generate(num_return_sequences=n) repeats each prompt n times, interleaved
-            values_ = values.repeat_interleave(count // per_row // rows, dim=0)
-        else:
-            values_ = values
-        flat = values_.reshape(-1, values_.shape[-1])
-        if count != flat.shape[0]:
-            raise ValueError(
-                f"{count} few-shot placeholder tokens in the batch but {flat.shape[0]} "
-                "soft-prompt/heatmap tokens to put there"
-            )
-        output = output.clone()
-        output[mask] = flat.to(output.dtype)
-        return output
+        vals = values
+        if rows and ids.shape[0] != rows and ids.shape[0] % rows == 0:
+            vals = values.repeat_interleave(ids.shape[0] // rows, dim=0)
+        mask = (ids == placeholder_id).unsqueeze(-1)  # [B, L, 1]
+        return output.masked_scatter(mask, vals.reshape(-1, vals.shape[-1]).to(output.dtype))
 
     handle = embedding.register_forward_hook(hook)
     try:

@@ -137,7 +137,7 @@ def test_loss_at_ratio_one_is_minus_the_mean_advantage():
     adv = torch.tensor([2.0, -1.0])
     loss, m = grpo_loss(logp, logp.detach(), adv, mask)
     assert loss.item() == pytest.approx(-(2.0 + -1.0) / 2)
-    assert m["clip_fraction"] == 0.0 and m["ratio"] == pytest.approx(1.0)
+    assert float(m["clip_fraction"]) == 0.0 and float(m["ratio"]) == pytest.approx(1.0)
     tok, _ = grpo_loss(logp, logp.detach(), adv, mask, aggregation="token")
     assert tok.item() == pytest.approx(-(2 * 2 + 3 * -1) / 5)
 
@@ -148,10 +148,10 @@ def test_loss_under_clipping():
     mask = torch.ones(1, 2)
     up, m = grpo_loss(logp, old, torch.tensor([1.0]), mask, eps_low=0.2)
     # positive advantage: ratio 1.5 clipped to 1.2, ratio 0.5 kept -> -(1.2 + 0.5)/2
-    assert up.item() == pytest.approx(-(1.2 + 0.5) / 2) and m["clip_fraction"] == 0.5
+    assert up.item() == pytest.approx(-(1.2 + 0.5) / 2) and float(m["clip_fraction"]) == 0.5
     down, m = grpo_loss(logp, old, torch.tensor([-1.0]), mask, eps_low=0.2)
     # negative advantage: min(-1.5, -1.2) = -1.5, min(-0.5, -0.8) = -0.8 -> loss (1.5 + 0.8)/2
-    assert down.item() == pytest.approx((1.5 + 0.8) / 2) and m["clip_fraction"] == 0.5
+    assert down.item() == pytest.approx((1.5 + 0.8) / 2) and float(m["clip_fraction"]) == 0.5
     high, _ = grpo_loss(logp, old, torch.tensor([1.0]), mask, eps_low=0.2, eps_high=0.28)
     assert high.item() == pytest.approx(-(1.28 + 0.5) / 2)
 
@@ -165,7 +165,7 @@ def test_k3_kl_values_and_penalty():
         lp, lp.detach(), torch.tensor([0.0]), torch.ones(1, 1), ref_logp=ref[None], beta=0.1
     )
     assert loss.item() == pytest.approx(0.1 * (0.5 - math.log(0.5) - 1))
-    assert m["kl"] == pytest.approx(0.5 - math.log(0.5) - 1)
+    assert float(m["kl"]) == pytest.approx(0.5 - math.log(0.5) - 1)
 
 
 def test_gradient_flows_only_through_logp():

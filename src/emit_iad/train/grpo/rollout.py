@@ -80,6 +80,7 @@ class GroupInputs:
     heatmap: torch.Tensor | None  # (1, h, w) the prompt's few-shot map, or None
     mask: torch.Tensor  # (G, Lc) 1 on completion tokens
     prompt_len: int
+    lengths: list[int]  # completion tokens per response (host-side, for normalisers)
 
     @property
     def size(self) -> int:
@@ -100,9 +101,7 @@ class GroupInputs:
         return [(i, min(i + micro, self.size)) for i in range(0, self.size, micro)]
 
 
-def group_inputs(
-    batch: Batch, responses: list[Response], pad_id: int, heatmap: torch.Tensor | None = None
-) -> GroupInputs:
+def group_inputs(batch: Batch, responses: list[Response], pad_id: int) -> GroupInputs:
     """Prompt + each completion as one padded group (G rows, right-padded completions)."""
     g = len(responses)
     lp = batch.inputs["input_ids"].shape[1]
@@ -119,7 +118,7 @@ def group_inputs(
         if k in TOKEN_KEYS
     }
     images = {k: v for k, v in batch.inputs.items() if k not in TOKEN_KEYS}
-    return GroupInputs(tokens, images, heatmap, mask, lp)
+    return GroupInputs(tokens, images, batch.heatmap, mask, lp, [len(r.ids) for r in responses])
 
 
 def selective_logp(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
