@@ -42,55 +42,80 @@ def strip(d: dict, *keys: str) -> dict:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def test_gpu_environment_is_emit_at_real_scale(no_network):
-    base, gpu = params(None), params("gpu")
+# README's "EMIT's setting, line by line" table: (row, EMIT's value, what conf/gpu resolves to)
+def emit_rows(gpu: dict) -> list[tuple[str, object, object]]:
     model = ModelConfig.from_params(gpu["model"])
-    assert (model.source, model.name_or_path, model.dtype) == (
-        "pretrained",
-        "OpenGVLab/InternVL3-8B-hf",
-        "bfloat16",
-    )
-    fewshot = model.fewshot_config()
-    assert fewshot.layers == (4, 8, 16, 20) and not fewshot.peak_token
-    # soft merge: what conf/gpu does not mention comes from conf/base
-    assert fewshot.window == base["model"]["fewshot"]["window"]
-
+    fs = model.fewshot_config()
     sft = SFTConfig.from_params(strip(gpu["sft"], "checkpoint_dir"))
-    assert (sft.trainable, sft.lr, sft.epochs, sft.mixed_precision) == (
-        ("fewshot",),
-        1e-5,
-        2,
-        "bf16",
-    )
     grpo = GRPOConfig.from_params(strip(gpu["grpo"], "checkpoint_dir"))
-    assert (grpo.group_size, grpo.temperature, grpo.beta, grpo.eps_low, grpo.lr) == (
-        8,
-        1.0,
-        0.005,
-        0.2,
-        1e-5,
-    )
-    assert grpo.trainable == ("lora", "fewshot") and grpo.do_resample and grpo.do_reweight
-    assert len(grpo.tasks) == 4 and grpo.max_new_tokens == 512
+    sft_acc = ClusterConfig.from_yaml_file(ROOT / "conf/gpu/accelerate_sft_zero1.yaml")
+    grpo_acc = ClusterConfig.from_yaml_file(ROOT / "conf/gpu/accelerate_grpo_ddp.yaml")
+    weights = {k: v for k, v in grpo.rewards.items() if v}
+    return [
+        ("base model", "OpenGVLab/InternVL3-8B-hf", model.name_or_path),
+        ("precision", ("bfloat16", "bf16", "bf16"), (model.dtype, sft.mixed_precision, grpo.mixed_precision)),
+        ("processes", (8, 8), (sft_acc.num_processes, grpo_acc.num_processes)),
+        ("max tiles per image", 6, model.images["prompt"]["max_patches"]),
+        ("heatmap layers", (4, 8, 16, 20), fs.layers),
+        ("heatmap window", 6, fs.window),
+        ("tiny-model aids", (False, False), (fs.peak_token, fs.projector_mlp)),
+        ("SFT tasks", ("Anomaly Detection", "Defect Localization"), sft.tasks),
+        ("SFT trained", {"aligner", "fewshot"}, set(sft.trainable)),
+        ("SFT lr / weight decay / warm-up", (1e-5, 1e-4, 0.03), (sft.lr, sft.weight_decay, sft.warmup_ratio)),
+        ("SFT epochs", 2, sft.epochs),
+        ("SFT per device / accumulation", (8, 1), (sft.batch_size, sft.grad_accum)),
+        ("SFT max length", 10240, sft.max_length),
+        ("SFT engine", ("DEEPSPEED", 1), (sft_acc.distributed_type.value, sft_acc.deepspeed_config["zero_stage"])),
+        ("gradient checkpointing", (True, True), (sft.gradient_checkpointing, grpo.gradient_checkpointing)),
+        ("GRPO tasks", 4, len(grpo.tasks)),
+        ("GRPO trained", {"lora", "aligner", "fewshot"}, set(grpo.trainable)),
+        ("GRPO LoRA on the ViT", True, grpo.lora.get("vision")),
+        ("GRPO rewards", {"accuracy": 3.0, "cosine": 1.0, "format": 1.0, "repetition": 1.0}, weights),
+        ("repetition n-gram", 4, grpo.reward_options["repetition"]["n"]),
+        ("G / temperature / completion tokens", (8, 1.0, 512), (grpo.group_size, grpo.temperature, grpo.max_new_tokens)),
+        ("dynamic sampling, rounds", (True, True, 3), (grpo.do_resample, grpo.do_reweight, grpo.max_resample_rounds)),
+        ("beta / iterations", (0.005, 1), (grpo.beta, grpo.mu)),
+        ("GRPO lr / warm-up", (1e-5, 0.01), (grpo.lr, grpo.warmup_ratio)),
+        ("GRPO per device / accumulation", (4, 2), (grpo.batch_size, grpo.grad_accum)),
+        ("GRPO epochs", 2, grpo.epochs),
+        ("GRPO engine (ZeRO-0: plain DDP)", "MULTI_GPU", grpo_acc.distributed_type.value),
+    ]
 
+
+@pytest.mark.parametrize("row", range(27))
+def test_gpu_environment_is_emit_line_by_line(row, no_network):
+    name, emit, ours = emit_rows(params("gpu"))[row]
+    assert ours == emit, f"{name}: EMIT {emit!r}, conf/gpu {ours!r}"
+
+
+def test_readme_table_lists_every_row():
+    readme = (ROOT / "README.md").read_text()
+    for name, _, _ in emit_rows(params("gpu")):
+        assert f"| {name} |" in readme, name
+
+
+def test_gpu_environment_reads_real_data_and_gpt(no_network):
+    gpu = params("gpu")
     describe = DescribeConfig.from_params(gpu["descriptions"])
     assert describe.backend == "openai"
     sources = [SourceConfig.from_params(s) for s in gpu["ingestion"]["sources"]]
     assert {s.layout for s in sources} == {"mvtec_ad", "visa", "mvtec_loco"}
-
     evaluation = gpu["evaluation"]
     assert evaluation["mmad_json"].endswith("mmad.json")
     assert [ModelSpec.parse(m).kind for m in evaluation["models"]] == ["stage", "stage"]
     PromptConfig(**evaluation["prompt"])
 
 
-def test_gpu_accelerate_config_is_valid_zero2():
-    path = ROOT / "conf/gpu/accelerate_zero2.yaml"
-    config = ClusterConfig.from_yaml_file(path)
-    assert config.distributed_type == "DEEPSPEED"
-    assert config.deepspeed_config["zero_stage"] == 2
-    assert config.mixed_precision == "bf16" and config.num_processes > 1
-    assert not yaml.safe_load(path.read_text())["use_cpu"]
+def test_anomalyr1_roam_is_not_swapped_into_emit():
+    assert params("gpu")["grpo"]["rewards"]["roam"] == 0.0
+
+
+def test_gpu_accelerate_configs_are_valid():
+    for name in ("accelerate_sft_zero1.yaml", "accelerate_grpo_ddp.yaml"):
+        path = ROOT / "conf/gpu" / name
+        config = ClusterConfig.from_yaml_file(path)
+        assert config.mixed_precision == "bf16" and config.num_processes == 8
+        assert not yaml.safe_load(path.read_text())["use_cpu"]
 
 
 def test_base_environment_is_unchanged_by_the_soft_merge():
@@ -107,6 +132,6 @@ def test_kedro_session_with_env_gpu_resolves_parameters_and_catalog(project, no_
     with KedroSession.create(project_path=project, env="gpu") as session:
         context = session.load_context()
         assert context.params["model"]["name_or_path"] == "OpenGVLab/InternVL3-8B-hf"
-        assert context.params["grpo"]["trainable"] == ["lora", "fewshot"]
+        assert context.params["grpo"]["trainable"] == ["lora", "aligner", "fewshot"]
         assert context.params["sft"]["val_max_questions"] == 8  # conf/base of the small copy
         assert "grpo_model" in context.catalog

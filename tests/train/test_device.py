@@ -16,10 +16,11 @@ from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTen
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
 from emit_iad.train.grpo.advantages import emit_advantages
-from emit_iad.train.grpo.loop import GRPOConfig, policy_update, score_groups
+from emit_iad.train.grpo.loop import GRPOConfig
 from emit_iad.train.grpo.resampling import Resampler
 from emit_iad.train.grpo.rewards import answer_letter, build_rewards
 from emit_iad.train.grpo.rollout import Response, Sampler
+from emit_iad.train.grpo.update import policy_update, score_groups
 from emit_iad.train.sft import SFTConfig, answer_loss, label_batch, prepare_model
 from emit_iad.train.targets import target
 from emit_iad.vlm.bundle import VLM, EMITModule

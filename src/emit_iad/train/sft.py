@@ -47,6 +47,7 @@ class SFTConfig:
     # questions per forward/backward pass (None: the whole batch); same gradient, less memory
     micro_batch_size: int | None = None
     gradient_checkpointing: bool = False  # recompute each layer in backward (real scale: on)
+    max_length: int | None = None  # longest prompt + target in tokens; longer ones fail, named
     grad_accum: int = 1
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
@@ -183,6 +184,13 @@ def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptC
     mean = torch.zeros(())
     for j, (a, b) in enumerate(spans):
         batch = vlm.collate(chunk[a:b], prompt, targets=targets[a:b])
+        length = batch.inputs["input_ids"].shape[1]
+        if config.max_length and length > config.max_length:
+            ids = [str(r.get("id", "?")) for r in chunk[a:b]]
+            raise ValueError(
+                f"questions {ids}: {length} tokens, over sft.max_length {config.max_length}; "
+                "raise it or lower model.images.prompt.max_patches"
+            )
         labels = label_batch(batch, targets[a:b], tok)
         with acc.no_sync(module) if j < len(spans) - 1 else contextlib.nullcontext():
             loss, _ = answer_loss(module, batch, labels)

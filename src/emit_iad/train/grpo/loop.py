@@ -13,9 +13,9 @@ reweighting (TRL's GRPOTrainer has no dynamic sampling); generation goes through
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,18 +25,10 @@ import torch
 
 from emit_iad.mmad import protocol as p
 from emit_iad.params import reject_unknown
-from emit_iad.train.grpo.advantages import emit_advantages
-from emit_iad.train.grpo.loss import grpo_loss
-from emit_iad.train.grpo.resampling import Group, Resampler
-from emit_iad.train.grpo.rewards import answer_letter, build_rewards, score
-from emit_iad.train.grpo.rollout import (
-    GroupInputs,
-    Response,
-    Sampler,
-    group_inputs,
-    reference_logp,
-    token_logp,
-)
+from emit_iad.train.grpo.resampling import FillStats, Resampler
+from emit_iad.train.grpo.rewards import answer_letter, build_rewards
+from emit_iad.train.grpo.rollout import Response, Sampler
+from emit_iad.train.grpo.update import update
 from emit_iad.train.harness import (
     Checkpointer,
     Position,
@@ -45,9 +37,9 @@ from emit_iad.train.harness import (
     run_key,
     trainable_parameters,
 )
-from emit_iad.train.sft import prepare_model, validate
+from emit_iad.train.sft import _lr_lambda, prepare_model, validate
 from emit_iad.vlm.bundle import VLM, EMITModule
-from emit_iad.vlm.chat import Batch, PromptConfig
+from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 
 log = logging.getLogger(__name__)
@@ -69,7 +61,14 @@ class GRPOConfig:
     group_size: int = 8
     temperature: float = 1.0
     max_new_tokens: int = 64
-    batch_size: int = 4  # prompts per update, per process
+    batch_size: int = 4  # prompts per rollout round, per process
+    # rollout rounds per optimizer step: the step's gradient covers grad_accum × batch_size
+    # prompts (micro-batched backward keeps the memory of one micro-batch)
+    grad_accum: int = 1
+    epochs: float | None = None  # set: steps = epochs over the training prompts (EMIT: 2)
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0  # linear warm-up, then cosine decay (as SFT); 0: constant lr
+    max_grad_norm: float | None = None
     # responses per forward/backward pass (None: a whole group); the update's gradient is the
     # same, peak memory scales with this instead of with G
     micro_batch_size: int | None = None
@@ -109,6 +108,8 @@ class GRPOConfig:
         build_rewards(config.rewards, config.reward_options)  # unknown reward names fail here
         if config.group_size < 2:
             raise ValueError(f"grpo.group_size must be >= 2 ({PARAMS_FILE})")
+        if config.grad_accum < 1 or config.batch_size < 1:
+            raise ValueError(f"grpo.batch_size and grpo.grad_accum must be >= 1 ({PARAMS_FILE})")
         return config
 
     @property
@@ -121,6 +122,28 @@ class GRPOConfig:
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**{"answer_format": "think", **self.prompt})
+
+
+def total_steps(config: GRPOConfig, n_prompts: int, processes: int = 1) -> int:
+    """Optimizer steps: ``steps``, or ``epochs`` over the prompts when set.
+
+    >>> total_steps(GRPOConfig(epochs=2, batch_size=4, grad_accum=2), 1000, processes=8)
+    32
+    """
+    if config.epochs is None:
+        return config.steps
+    per_step = config.batch_size * config.grad_accum * processes
+    return max(1, math.ceil(config.epochs * n_prompts / per_step))
+
+
+def fill_rounds(resampler: Resampler, next_prompt, config: GRPOConfig):
+    """``grad_accum`` rollout rounds of ``batch_size`` prompts each, for one optimizer step."""
+    groups, stats = [], []
+    for _ in range(config.grad_accum):
+        g, s = resampler.fill(next_prompt, config.batch_size)
+        groups += g
+        stats.append(s)
+    return groups, FillStats.merge(stats)
 
 
 def check_inputs(vlm: VLM, train: pd.DataFrame, config: GRPOConfig) -> None:
@@ -155,8 +178,19 @@ def train_grpo(
     reference = None if lora else EMITModule(copy.deepcopy(vlm)).to(acc.device).eval()
     prepare_model(vlm, config)  # type: ignore[arg-type]  (same trainable/lora fields as SFT)
     module = EMITModule(vlm)
-    optimizer = torch.optim.AdamW(trainable_parameters(module), lr=config.lr)
-    module, optimizer = acc.prepare(module, optimizer)
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(module), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps = total_steps(config, len(train), acc.num_processes)
+    warmup = int(config.warmup_ratio * steps)
+    schedule = _lr_lambda(steps, warmup) if config.warmup_ratio else (lambda _: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    module, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
+
+    def clip() -> None:
+        if config.max_grad_norm:
+            acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+
     ref_fewshot = copy.deepcopy(vlm.fewshot) if lora and vlm.fewshot is not None else None
     if ref_fewshot is not None:
         ref_fewshot.to(acc.device).eval()
@@ -208,10 +242,10 @@ def train_grpo(
     if probe and pos.step == 0:
         history.append({"step": 0, "probe_accuracy": probe_accuracy()})
         log_metrics(acc, {"grpo/probe_accuracy": history[-1]["probe_accuracy"]}, 0)
-    bar = progress(config.steps, pos.step) if progress else None
-    while pos.step < config.steps:
+    bar = progress(steps, pos.step) if progress else None
+    while pos.step < steps:
         t0 = time.perf_counter()
-        groups, fill = resampler.fill(next_prompt, config.batch_size)
+        groups, fill = fill_rounds(resampler, next_prompt, config)
         if not groups:
             log.warning(
                 "step %d: no prompt had a correct response after %d resampling rounds; "
@@ -233,7 +267,10 @@ def train_grpo(
             tok,
             ref_fewshot if reference is None else None,
             lambda: acc.no_sync(module),
+            clip,
         )
+        scheduler.step()
+        metrics["lr"] = scheduler.get_last_lr()[0]
         metrics["rollout_s"], metrics["update_s"] = t1 - t0, time.perf_counter() - t1
         pos.step += 1
         elapsed = time.perf_counter() - t0
@@ -270,135 +307,3 @@ def train_grpo(
     acc.wait_for_everyone()
     ckpt.clear()
     return vlm, pd.DataFrame(history), samples
-
-
-@dataclass
-class ScoredGroup:
-    """A group ready for the update: its inputs, its advantages (G,), its prompt's batch."""
-
-    inputs: GroupInputs
-    advantages: torch.Tensor
-    batch: Batch
-
-
-def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Sampler,
-                 pad_id: int) -> tuple[list[ScoredGroup], dict, list[dict]]:  # fmt: skip
-    """Host side of the update: rewards, group-relative advantages with EMIT's reweighting,
-    the padded group inputs; returns them with the step's reward metrics and a few samples."""
-    scored, samples, parts_sum = [], [], {}
-    all_correct, nonzero, mixed, comp_tokens = [], 0, 0, 0
-    for g in groups:
-        record = g.prompt
-        texts = [r.text for r in g.responses]
-        cols = {
-            "answer": [record["answer"]] * len(texts),
-            "options": [list(record["options"])] * len(texts),
-        }
-        total, parts = score(texts, cols, rewards)
-        for k, v in parts.items():
-            parts_sum[k] = parts_sum.get(k, 0.0) + sum(v)
-        correct = torch.tensor(g.correct)[None]
-        adv = emit_advantages(torch.tensor(total)[None], correct, config.do_reweight)[0]
-        nonzero += int(adv.abs().max() > 1e-6)
-        mixed += int(any(g.correct) and not all(g.correct))  # the accuracy reward differs
-        all_correct += g.correct
-        batch = sampler.prompt_batch(record)
-        gi = group_inputs(batch, g.responses, pad_id)
-        comp_tokens += sum(gi.lengths)
-        scored.append(ScoredGroup(gi, adv, batch))
-        samples += [{"question": record["question"], "answer": record["answer"],
-                     "completion": t, "reward": r}
-                    for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
-    n_resp = len(all_correct)
-    metrics = {f"reward/{k}": v / max(1, n_resp) for k, v in parts_sum.items()}
-    metrics["accuracy"] = sum(all_correct) / max(1, n_resp)
-    metrics["nonzero_advantage_share"] = nonzero / max(1, len(groups))
-    # groups whose correctness varies: only these teach *what is correct* (all-right or all-wrong
-    # groups differ at most in format and length); resampling turns all-wrong ones into these
-    metrics["accuracy_signal_share"] = mixed / max(1, len(groups))
-    metrics["completion_tokens"] = float(comp_tokens)
-    metrics["completion_length"] = comp_tokens / max(1, n_resp)
-    return scored, metrics, samples
-
-
-def policy_update(
-    module,
-    reference,
-    vlm: VLM,
-    scored: list[ScoredGroup],
-    config: GRPOConfig,
-    optimizer,
-    backward: Callable[[torch.Tensor], None],
-    ref_fewshot,
-    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> dict[str, float]:
-    """Device side: μ passes of the clipped loss, backward per micro-batch of responses
-    (``no_sync`` keeps DDP from reducing before the last); returns the loss metrics."""
-    device = vlm.device
-    micro = config.micro_batch_size or config.group_size
-    n_resp = sum(sg.inputs.size for sg in scored)
-    n_tokens = sum(sum(sg.inputs.lengths) for sg in scored)
-    for sg in scored:  # the heatmap once per prompt (the vision tower is not trained through it)
-        sg.inputs.heatmap = vlm.heatmap(sg.batch)
-    old: list[torch.Tensor | None] = [None] * len(scored)
-    ref: list[torch.Tensor | None] = [None] * len(scored)
-    with torch.no_grad():
-        for i, sg in enumerate(scored):
-            gi = sg.inputs
-            if config.mu > 1:
-                old[i] = torch.cat([token_logp(module, gi.rows(a, b, device), gi.prompt_len)
-                                    for a, b in gi.spans(micro)])  # fmt: skip
-            if config.beta:
-                ref[i] = torch.cat([reference_logp(reference, vlm, gi.rows(a, b, device),
-                                                   gi.prompt_len, ref_fewshot)
-                                    for a, b in gi.spans(micro)])  # fmt: skip
-    # the update's normaliser: sequences (EMIT) or tokens (DAPO) of all its groups together
-    normalizer = float(n_resp if config.loss_aggregation == "sequence" else max(1, n_tokens))
-    chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in sg.inputs.spans(micro)]
-    metrics: dict[str, torch.Tensor] = {}
-    # HF checkpoints layers only in training mode; the few-shot BatchNorm stays in eval (its
-    # running statistics), and GRPO's LoRA dropout is 0, so the update still scores the
-    # completions under the policy that sampled them
-    vlm.model.train(config.gradient_checkpointing)
-    for _ in range(config.mu):
-        optimizer.zero_grad()
-        for j, (i, a, b) in enumerate(chunks):
-            gi, adv = scored[i].inputs, scored[i].advantages
-            logp = token_logp(module, gi.rows(a, b, device), gi.prompt_len)
-            loss, m = grpo_loss(
-                logp,
-                logp.detach() if old[i] is None else old[i][a:b],
-                adv[a:b],
-                gi.mask[a:b],
-                None if ref[i] is None else ref[i][a:b],
-                config.beta,
-                config.eps_low,
-                config.eps_high,
-                config.loss_aggregation,
-                normalizer,
-            )
-            share = sum(gi.lengths[a:b]) / max(1, n_tokens) / config.mu
-            for k, v in m.items():
-                metrics[k] = metrics.get(k, 0.0) + v.detach() * share
-            with no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
-                backward(loss)
-        if not chunks:  # nothing to learn: a zero loss still meets the other processes
-            backward(sum(q.sum() * 0 for q in module.parameters() if q.requires_grad))
-        optimizer.step()
-    vlm.model.eval()
-    return metrics  # tensors: the caller reads them once per step
-
-
-def as_floats(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
-
-
-def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
-           config: GRPOConfig, optimizer, backward, tok, ref_fewshot,
-           no_sync=contextlib.nullcontext) -> tuple[dict, list[dict]]:  # fmt: skip
-    """Score the groups, then update the policy; returns step metrics and samples."""
-    scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id)
-    losses = policy_update(module, reference, vlm, scored, config, optimizer, backward,
-                           ref_fewshot, no_sync)  # fmt: skip
-    metrics.update(as_floats(losses))
-    return metrics, samples

@@ -56,6 +56,15 @@ class FillStats:
             else 0.0
         )
 
+    @classmethod
+    def merge(cls, parts: list[FillStats]) -> FillStats:
+        """The stats of several fills taken together (counts add up)."""
+        out = cls()
+        for part in parts:
+            for name in out.__dataclass_fields__:
+                setattr(out, name, getattr(out, name) + getattr(part, name))
+        return out
+
     def as_metrics(self) -> dict[str, float]:
         return {"difficult_before": self.difficult_before, "difficult_after": self.difficult_after,
                 "rollout_accuracy": self.rollout_accuracy,

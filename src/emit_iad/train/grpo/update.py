@@ -1,0 +1,164 @@
+"""The GRPO update: host-side scoring of the groups (rewards, EMIT's reweighted advantages,
+group inputs), then the device-side policy update (μ passes of the clipped loss, backward per
+micro-batch of responses)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from emit_iad.train.grpo.advantages import emit_advantages
+from emit_iad.train.grpo.loss import grpo_loss
+from emit_iad.train.grpo.resampling import Group
+from emit_iad.train.grpo.rewards import score
+from emit_iad.train.grpo.rollout import (
+    GroupInputs,
+    Sampler,
+    group_inputs,
+    reference_logp,
+    token_logp,
+)
+from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.chat import Batch
+
+if TYPE_CHECKING:
+    from emit_iad.train.grpo.loop import GRPOConfig
+
+
+@dataclass
+class ScoredGroup:
+    """A group ready for the update: its inputs, its advantages (G,), its prompt's batch."""
+
+    inputs: GroupInputs
+    advantages: torch.Tensor
+    batch: Batch
+
+
+def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Sampler,
+                 pad_id: int) -> tuple[list[ScoredGroup], dict, list[dict]]:  # fmt: skip
+    """Host side of the update: rewards, group-relative advantages with EMIT's reweighting,
+    the padded group inputs; returns them with the step's reward metrics and a few samples."""
+    scored, samples, parts_sum = [], [], {}
+    all_correct, nonzero, mixed, comp_tokens = [], 0, 0, 0
+    for g in groups:
+        record = g.prompt
+        texts = [r.text for r in g.responses]
+        cols = {
+            "answer": [record["answer"]] * len(texts),
+            "options": [list(record["options"])] * len(texts),
+        }
+        total, parts = score(texts, cols, rewards)
+        for k, v in parts.items():
+            parts_sum[k] = parts_sum.get(k, 0.0) + sum(v)
+        correct = torch.tensor(g.correct)[None]
+        adv = emit_advantages(torch.tensor(total)[None], correct, config.do_reweight)[0]
+        nonzero += int(adv.abs().max() > 1e-6)
+        mixed += int(any(g.correct) and not all(g.correct))  # the accuracy reward differs
+        all_correct += g.correct
+        batch = sampler.prompt_batch(record)
+        gi = group_inputs(batch, g.responses, pad_id)
+        comp_tokens += sum(gi.lengths)
+        scored.append(ScoredGroup(gi, adv, batch))
+        samples += [{"question": record["question"], "answer": record["answer"],
+                     "completion": t, "reward": r}
+                    for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
+    n_resp = len(all_correct)
+    metrics = {f"reward/{k}": v / max(1, n_resp) for k, v in parts_sum.items()}
+    metrics["accuracy"] = sum(all_correct) / max(1, n_resp)
+    metrics["nonzero_advantage_share"] = nonzero / max(1, len(groups))
+    # groups whose correctness varies: only these teach *what is correct* (all-right or all-wrong
+    # groups differ at most in format and length); resampling turns all-wrong ones into these
+    metrics["accuracy_signal_share"] = mixed / max(1, len(groups))
+    metrics["completion_tokens"] = float(comp_tokens)
+    metrics["completion_length"] = comp_tokens / max(1, n_resp)
+    return scored, metrics, samples
+
+
+def policy_update(
+    module,
+    reference,
+    vlm: VLM,
+    scored: list[ScoredGroup],
+    config: GRPOConfig,
+    optimizer,
+    backward: Callable[[torch.Tensor], None],
+    ref_fewshot,
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    clip: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Device side: μ passes of the clipped loss, backward per micro-batch of responses
+    (``no_sync`` keeps DDP from reducing before the last); returns the loss metrics."""
+    device = vlm.device
+    micro = config.micro_batch_size or config.group_size
+    n_resp = sum(sg.inputs.size for sg in scored)
+    n_tokens = sum(sum(sg.inputs.lengths) for sg in scored)
+    for sg in scored:  # the heatmap once per prompt (the vision tower is not trained through it)
+        sg.inputs.heatmap = vlm.heatmap(sg.batch)
+    old: list[torch.Tensor | None] = [None] * len(scored)
+    ref: list[torch.Tensor | None] = [None] * len(scored)
+    with torch.no_grad():
+        for i, sg in enumerate(scored):
+            gi = sg.inputs
+            if config.mu > 1:
+                old[i] = torch.cat([token_logp(module, gi.rows(a, b, device), gi.prompt_len)
+                                    for a, b in gi.spans(micro)])  # fmt: skip
+            if config.beta:
+                ref[i] = torch.cat([reference_logp(reference, vlm, gi.rows(a, b, device),
+                                                   gi.prompt_len, ref_fewshot)
+                                    for a, b in gi.spans(micro)])  # fmt: skip
+    # the update's normaliser: sequences (EMIT) or tokens (DAPO) of all its groups together
+    normalizer = float(n_resp if config.loss_aggregation == "sequence" else max(1, n_tokens))
+    chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in sg.inputs.spans(micro)]
+    metrics: dict[str, torch.Tensor] = {}
+    # HF checkpoints layers only in training mode; the few-shot BatchNorm stays in eval (its
+    # running statistics), and GRPO's LoRA dropout is 0, so the update still scores the
+    # completions under the policy that sampled them
+    vlm.model.train(config.gradient_checkpointing)
+    for _ in range(config.mu):
+        optimizer.zero_grad()
+        for j, (i, a, b) in enumerate(chunks):
+            gi, adv = scored[i].inputs, scored[i].advantages
+            logp = token_logp(module, gi.rows(a, b, device), gi.prompt_len)
+            loss, m = grpo_loss(
+                logp,
+                logp.detach() if old[i] is None else old[i][a:b],
+                adv[a:b],
+                gi.mask[a:b],
+                None if ref[i] is None else ref[i][a:b],
+                config.beta,
+                config.eps_low,
+                config.eps_high,
+                config.loss_aggregation,
+                normalizer,
+            )
+            share = sum(gi.lengths[a:b]) / max(1, n_tokens) / config.mu
+            for k, v in m.items():
+                metrics[k] = metrics.get(k, 0.0) + v.detach() * share
+            with no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
+                backward(loss)
+        if not chunks:  # nothing to learn: a zero loss still meets the other processes
+            backward(sum(q.sum() * 0 for q in module.parameters() if q.requires_grad))
+        if clip is not None:
+            clip()
+        optimizer.step()
+    vlm.model.eval()
+    return metrics  # tensors: the caller reads them once per step
+
+
+def as_floats(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
+           config: GRPOConfig, optimizer, backward, tok, ref_fewshot,
+           no_sync=contextlib.nullcontext, clip=None) -> tuple[dict, list[dict]]:  # fmt: skip
+    """Score the groups, then update the policy; returns step metrics and samples."""
+    scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id)
+    losses = policy_update(module, reference, vlm, scored, config, optimizer, backward,
+                           ref_fewshot, no_sync, clip)  # fmt: skip
+    metrics.update(as_floats(losses))
+    return metrics, samples
