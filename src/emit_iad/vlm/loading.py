@@ -73,13 +73,25 @@ def load_pretrained(
     if FEWSHOT_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [FEWSHOT_TOKEN]},
                                      replace_extra_special_tokens=False)  # fmt: skip
-        model.resize_token_embeddings(len(tokenizer))
+        add_token_rows(model, len(tokenizer))
         log.info("Added %s to the tokenizer of %s", FEWSHOT_TOKEN, name_or_path)
     fewshot = None
     if with_fewshot:
         hidden = base_model_of(model).config.text_config.hidden_size
         fewshot = FewShotModule(hidden, fewshot_config or FewShotConfig()).to(device)
     return VLM(model, processor, fewshot, {"base_model": name_or_path})
+
+
+@torch.no_grad()
+def add_token_rows(model, size: int) -> None:
+    """Grow the embeddings (and an untied head) to ``size`` rows, the new rows the mean of the
+    old ones: deterministic, so a model folder that saved only what trained (no embeddings)
+    gets the very same rows back over the same base. (transformers' mean resizing samples.)"""
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(size, mean_resizing=False)
+    for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                  if m is not None}.values():  # fmt: skip
+        layer.weight[old:] = layer.weight[:old].float().mean(dim=0).to(layer.weight.dtype)
 
 
 def add_lora(

@@ -70,14 +70,21 @@ class TinyModelConfig:
         return (self.image_size // self.patch_size) ** 2 // 4
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on ``texts`` with InternVL's image tokens as special tokens."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int,
+                    fewshot: bool = True) -> PreTrainedTokenizerFast:  # fmt: skip
+    """Byte-level BPE trained on ``texts`` with InternVL's image tokens as special tokens
+    (and EMIT's ``<FS_PROMPT>`` unless ``fewshot`` is false, as in a published checkpoint)."""
+    specials = [t for t in SPECIAL_TOKENS if fewshot or t != FEWSHOT_TOKEN]
+    extra = {"start_image_token": "<img>", "end_image_token": "</img>",
+             "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}  # fmt: skip
+    if fewshot:
+        extra["fewshot_token"] = FEWSHOT_TOKEN
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -88,13 +95,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
         eos_token="<|im_end|>",
         pad_token="<|pad|>",
         padding_side="left",
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-            "fewshot_token": FEWSHOT_TOKEN,
-        },
+        extra_special_tokens=extra,
     )
 
 
