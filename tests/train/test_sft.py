@@ -160,7 +160,7 @@ def test_mlflow_gets_the_loss_curve_and_a_registered_version(
 
 
 def test_learning_rate_schedule_by_hand():
-    from emit_iad.train.sft import _lr_lambda
+    from emit_iad.train.harness import lr_schedule as _lr_lambda
 
     f = _lr_lambda(total=10, warmup=2)
     # linear warm-up over 2 steps, then cosine from 1 to 0 over the remaining 8

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,6 +64,28 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
         if chunk:
             batches.append(chunk)
     return batches
+
+
+def spans(n: int, size: int | None) -> list[tuple[int, int]]:
+    """``[start, stop)`` micro-batches of at most ``size`` items over ``n`` (None: one).
+
+    >>> spans(5, 2)
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    size = max(1, size or n)
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def lr_schedule(total: int, warmup: int) -> Callable[[int], float]:
+    """Learning-rate factor per optimizer step: linear warm-up over ``warmup`` steps, then a
+    cosine decay to 0 at ``total``."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return f
 
 
 def run_key(config, module: torch.nn.Module, n_items: int) -> str:

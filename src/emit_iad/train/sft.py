@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,10 @@ from emit_iad.train.harness import (
     Position,
     epoch_batches,
     log_metrics,
+    lr_schedule,
     make_accelerator,
     run_key,
+    spans,
     trainable_parameters,
 )
 from emit_iad.train.targets import target
@@ -79,12 +80,19 @@ class SFTConfig:
         return PromptConfig(**{**self.prompt, "answer_format": self.answer_format})
 
 
-def label_batch(batch, targets: Sequence[str], tokenizer) -> torch.Tensor:
-    """Labels = input ids on each row's target tokens (the row's end, left padding), else -100."""
+def target_lengths(targets: Sequence[str], tokenizer) -> list[int]:
+    """Tokens of each target with its end-of-turn token, as collate appends them."""
+    return [len(tokenizer(t + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
+            for t in targets]  # fmt: skip
+
+
+def label_batch(batch, targets: Sequence[str], tokenizer,
+                lengths: Sequence[int] | None = None) -> torch.Tensor:  # fmt: skip
+    """Labels = input ids on each row's target tokens (the row's end, left padding), else -100.
+    ``lengths``: the targets' token counts when already known (:func:`target_lengths`)."""
     ids = batch.inputs["input_ids"]
     labels = torch.full_like(ids, -100)
-    for i, t in enumerate(targets):
-        n = len(tokenizer(t + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
+    for i, n in enumerate(lengths or target_lengths(targets, tokenizer)):
         labels[i, -n:] = ids[i, -n:]
     return labels
 
@@ -177,12 +185,11 @@ def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptC
     equals one pass over the whole batch (mean over its target tokens). Returns that mean."""
     tok = vlm.processor.tokenizer
     targets = [target(r, config.answer_format) for r in chunk]
-    counts = [len(tok(t + tok.eos_token, add_special_tokens=False)["input_ids"]) for t in targets]
+    counts = target_lengths(targets, tok)
     total = sum(counts)
-    size = config.micro_batch_size or len(chunk)
-    spans = [(i, min(i + size, len(chunk))) for i in range(0, len(chunk), size)]
+    parts = spans(len(chunk), config.micro_batch_size)
     mean = torch.zeros(())
-    for j, (a, b) in enumerate(spans):
+    for j, (a, b) in enumerate(parts):
         batch = vlm.collate(chunk[a:b], prompt, targets=targets[a:b])
         length = batch.inputs["input_ids"].shape[1]
         if config.max_length and length > config.max_length:
@@ -191,21 +198,12 @@ def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptC
                 f"questions {ids}: {length} tokens, over sft.max_length {config.max_length}; "
                 "raise it or lower model.images.prompt.max_patches"
             )
-        labels = label_batch(batch, targets[a:b], tok)
-        with acc.no_sync(module) if j < len(spans) - 1 else contextlib.nullcontext():
+        labels = label_batch(batch, targets[a:b], tok, counts[a:b])
+        with acc.no_sync(module) if j < len(parts) - 1 else contextlib.nullcontext():
             loss, _ = answer_loss(module, batch, labels)
             acc.backward(loss / total)
         mean = mean + loss.detach().cpu() / total
     return mean
-
-
-def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return f
 
 
 def train_sft(
@@ -232,7 +230,7 @@ def train_sft(
     )
     total = max(1, per_epoch * config.epochs // config.grad_accum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total, int(config.warmup_ratio * total))
+        optimizer, lr_schedule(total, int(config.warmup_ratio * total))
     )
     module, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
     ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints,

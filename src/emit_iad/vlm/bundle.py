@@ -104,8 +104,9 @@ class VLM:
                         self.image_kwargs("heatmap"))  # fmt: skip
         if placeholders:
             found = (batch.inputs["input_ids"] == self.fewshot_token_id).sum(dim=1).tolist()
-            want = [len(placeholders) // len(FEWSHOT_TOKEN) if i in (batch.fewshot_rows or [])
-                    else 0 for i in range(len(found))]  # fmt: skip
+            rows = set(batch.fewshot_rows or ())
+            per_row = placeholders.count(FEWSHOT_TOKEN)
+            want = [per_row if i in rows else 0 for i in range(len(found))]
             if found != want:
                 raise ValueError(
                     f"few-shot placeholders per row {found}, expected {want}: the tokenizer "
@@ -176,11 +177,6 @@ class VLM:
         return next(self.model.parameters()).device
 
     # ---- persistence ----------------------------------------------------------------------
-    def saves_delta(self) -> bool:
-        """Only what trained is saved: the base is a pretrained model that can be named and no
-        stage so far trained its weights wholesale."""
-        return bool(self.meta.get("base_model")) and not self.meta.get("full_trained")
-
     def trained_tensors(self) -> dict[str, torch.Tensor]:
         """Base tensors trained outside LoRA, by this stage or an earlier one."""
         base = base_model_of(self.model)
@@ -193,13 +189,15 @@ class VLM:
         }
 
     def save(self, folder: str | Path) -> None:
-        """Write the directory atomically (temporary sibling, then rename)."""
+        """Write the directory atomically (temporary sibling, then rename). Only what trained
+        is written when the base is a pretrained model that can be named and no stage so far
+        trained its weights wholesale."""
         meta = dict(self.meta)
         if set(meta.get("trainable") or ()) & FULL_PARTS:
             meta["full_trained"] = True
-        self.meta = meta
+        delta = bool(meta.get("base_model")) and not meta.get("full_trained")
         with atomic_directory(folder) as tmp:
-            if self.saves_delta():
+            if delta:
                 trained = self.trained_tensors()
                 if hasattr(self.model, "peft_config"):
                     self.model.save_pretrained(tmp)  # the adapter only

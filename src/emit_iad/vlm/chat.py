@@ -36,6 +36,8 @@ KNOWLEDGE_TEXT = (
     "characteristics: \n {knowledge}"
 )
 ANSWER_FORMATS = ("plain", "think")
+# the few-shot heatmap's query and template: one whole-image tile each (InternVL)
+HEATMAP_IMAGES = {"crop_to_patches": False}
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def collate(
         pix = processor.image_processor(
             images=fs_query + fs_template,
             return_tensors="pt",
-            **(heatmap_kwargs if heatmap_kwargs is not None else {"crop_to_patches": False}),
+            **(heatmap_kwargs if heatmap_kwargs is not None else HEATMAP_IMAGES),
         )["pixel_values"]
         batch.fewshot_query, batch.fewshot_template = pix[: len(fs_rows)], pix[len(fs_rows) :]
         batch.fewshot_rows = fs_rows

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from emit_iad.vlm.bundle import VLM, vision_tower
-from emit_iad.vlm.chat import load_image
+from emit_iad.vlm.chat import HEATMAP_IMAGES, load_image
 from emit_iad.vlm.fewshot import FewShotConfig, fewshot_heatmap
 
 
@@ -36,7 +36,7 @@ def heatmaps(vlm: VLM, queries: list[str], templates: list[str], config: FewShot
     tower = vision_tower(vlm.model)
     param = next(tower.parameters())
     processor = vlm.processor.image_processor
-    settings = vlm.image_kwargs("heatmap") or {"crop_to_patches": False}
+    settings = vlm.image_kwargs("heatmap") or HEATMAP_IMAGES
     out = []
     for i in tqdm(range(0, len(queries), batch_size), desc="heatmap check", unit="batch",
                   leave=False):  # fmt: skip

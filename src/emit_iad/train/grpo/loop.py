@@ -33,11 +33,12 @@ from emit_iad.train.harness import (
     Checkpointer,
     Position,
     log_metrics,
+    lr_schedule,
     make_accelerator,
     run_key,
     trainable_parameters,
 )
-from emit_iad.train.sft import _lr_lambda, prepare_model, validate
+from emit_iad.train.sft import prepare_model, validate
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
@@ -183,7 +184,7 @@ def train_grpo(
     )
     steps = total_steps(config, len(train), acc.num_processes)
     warmup = int(config.warmup_ratio * steps)
-    schedule = _lr_lambda(steps, warmup) if config.warmup_ratio else (lambda _: 1.0)
+    schedule = lr_schedule(steps, warmup) if config.warmup_ratio else (lambda _: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     module, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
 
@@ -245,6 +246,7 @@ def train_grpo(
     bar = progress(steps, pos.step) if progress else None
     while pos.step < steps:
         t0 = time.perf_counter()
+        sampler.new_step()
         groups, fill = fill_rounds(resampler, next_prompt, config)
         if not groups:
             log.warning(

@@ -28,9 +28,14 @@ class Sampler:
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self._batches: dict[int, Batch] = {}
 
+    def new_step(self) -> None:
+        """Forget the prompts of the last step: their cached heatmaps came from the vision
+        tower as it was then (with LoRA on the ViT it changes every step)."""
+        self._batches.clear()
+
     def prompt_batch(self, record) -> Batch:
-        """The collated prompt, kept while its group is sampled and scored (a small cache:
-        pixel values of every prompt would not fit at real scale)."""
+        """The collated prompt (with its heatmap, once computed), kept while its group is
+        sampled and scored within a step (bounded: pixel values are large at real scale)."""
         key = id(record)
         if key not in self._batches:
             if len(self._batches) >= 64:
@@ -95,10 +100,6 @@ class GroupInputs:
         if self.heatmap is not None:
             out["fewshot_heatmap"] = self.heatmap.expand(n, -1, -1).to(device)
         return out
-
-    def spans(self, micro: int) -> list[tuple[int, int]]:
-        micro = max(1, micro)
-        return [(i, min(i + micro, self.size)) for i in range(0, self.size, micro)]
 
 
 def group_inputs(batch: Batch, responses: list[Response], pad_id: int) -> GroupInputs:

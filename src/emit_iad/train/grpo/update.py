@@ -22,6 +22,7 @@ from emit_iad.train.grpo.rollout import (
     reference_logp,
     token_logp,
 )
+from emit_iad.train.harness import spans
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import Batch
 
@@ -105,14 +106,14 @@ def policy_update(
             gi = sg.inputs
             if config.mu > 1:
                 old[i] = torch.cat([token_logp(module, gi.rows(a, b, device), gi.prompt_len)
-                                    for a, b in gi.spans(micro)])  # fmt: skip
+                                    for a, b in spans(gi.size, micro)])  # fmt: skip
             if config.beta:
                 ref[i] = torch.cat([reference_logp(reference, vlm, gi.rows(a, b, device),
                                                    gi.prompt_len, ref_fewshot)
-                                    for a, b in gi.spans(micro)])  # fmt: skip
+                                    for a, b in spans(gi.size, micro)])  # fmt: skip
     # the update's normaliser: sequences (EMIT) or tokens (DAPO) of all its groups together
     normalizer = float(n_resp if config.loss_aggregation == "sequence" else max(1, n_tokens))
-    chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in sg.inputs.spans(micro)]
+    chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in spans(sg.inputs.size, micro)]
     metrics: dict[str, torch.Tensor] = {}
     # HF checkpoints layers only in training mode; the few-shot BatchNorm stays in eval (its
     # running statistics), and GRPO's LoRA dropout is 0, so the update still scores the
@@ -149,10 +150,6 @@ def policy_update(
     return metrics  # tensors: the caller reads them once per step
 
 
-def as_floats(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
-
-
 def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
            config: GRPOConfig, optimizer, backward, tok, ref_fewshot,
            no_sync=contextlib.nullcontext, clip=None) -> tuple[dict, list[dict]]:  # fmt: skip
@@ -160,5 +157,5 @@ def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], r
     scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id)
     losses = policy_update(module, reference, vlm, scored, config, optimizer, backward,
                            ref_fewshot, no_sync, clip)  # fmt: skip
-    metrics.update(as_floats(losses))
+    metrics.update({k: float(v) for k, v in losses.items()})  # one host sync per step
     return metrics, samples
