@@ -45,7 +45,8 @@ class SFTConfig:
     lr: float = 1e-5
     epochs: int = 2
     batch_size: int = 8
-    # questions per forward/backward pass (None: the whole batch); same gradient, less memory
+    # questions per forward/backward pass (None: the whole batch); same gradient, less memory,
+    # except that the few-shot BatchNorm normalises each micro-batch by its own statistics
     micro_batch_size: int | None = None
     gradient_checkpointing: bool = False  # recompute each layer in backward (real scale: on)
     max_length: int | None = None  # longest prompt + target in tokens; longer ones fail, named

@@ -13,7 +13,9 @@ from emit_iad.train.grpo.advantages import (
     group_advantages,
     group_advantages_reference,
 )
+from emit_iad.train.grpo.loop import GRPOConfig, total_steps
 from emit_iad.train.grpo.loss import grpo_loss, k3_kl
+from emit_iad.train.grpo.resampling import FillStats
 from emit_iad.train.grpo.rewards import (
     REWARDS,
     build_rewards,
@@ -23,6 +25,7 @@ from emit_iad.train.grpo.rewards import (
     score,
     think_conclusion,
 )
+from emit_iad.train.grpo.rollout import selective_logp
 
 OPTS = [["Yes.", "No."]]
 
@@ -173,3 +176,52 @@ def test_gradient_flows_only_through_logp():
     loss, _ = grpo_loss(logp, logp.detach(), torch.tensor([1.0]), torch.ones(1, 2))
     loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-0.5, -0.5]]))
+
+
+def test_normalizer_makes_micro_batch_losses_add_up_to_the_batch_loss():
+    logp = torch.log(torch.tensor([[0.5, 0.25, 0.5], [0.1, 0.2, 0.3], [0.3, 0.3, 0.3]]))
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    adv = torch.tensor([2.0, -1.0, 4.0])
+    # at ratio 1 each sequence's mean is -adv: sequence aggregation sums -adv over the update's
+    # 3 sequences; token aggregation sums -adv per token over its 6 tokens
+    whole, _ = grpo_loss(logp, logp.detach(), adv, mask)
+    assert whole.item() == pytest.approx(-(2 - 1 + 4) / 3)
+    parts = [grpo_loss(logp[a:b], logp[a:b].detach(), adv[a:b], mask[a:b], normalizer=3)[0]
+             for a, b in [(0, 2), (2, 3)]]  # fmt: skip
+    assert sum(p.item() for p in parts) == pytest.approx(whole.item())
+    tok = [grpo_loss(logp[a:b], logp[a:b].detach(), adv[a:b], mask[a:b], aggregation="token",
+                     normalizer=6)[0] for a, b in [(0, 1), (1, 3)]]  # fmt: skip
+    assert sum(p.item() for p in tok) == pytest.approx(-(2 * 2 - 1 * 3 + 4 * 1) / 6)
+
+
+def test_loss_metrics_stay_tensors_until_read():
+    logp = torch.zeros(1, 2)
+    _, m = grpo_loss(logp, logp, torch.tensor([1.0]), torch.ones(1, 2))
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in m.values())
+
+
+def test_selective_logp_equals_log_softmax_gather():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11, dtype=torch.bfloat16)
+    targets = torch.randint(0, 11, (3, 5))
+    want = torch.log_softmax(logits.float(), -1).gather(-1, targets[..., None]).squeeze(-1)
+    got = selective_logp(logits, targets)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=1e-6)
+
+
+def test_fill_stats_of_several_rounds_add_up():
+    a = FillStats(prompts_drawn=4, difficult_first_draw=1, rounds=2, dropped=1, batch=3,
+                  first_draw_correct=10, first_draw_responses=32)  # fmt: skip
+    b = FillStats(prompts_drawn=2, difficult_first_draw=0, batch=2, first_draw_correct=16,
+                  first_draw_responses=16)  # fmt: skip
+    m = FillStats.merge([a, b])
+    assert (m.prompts_drawn, m.rounds, m.dropped, m.batch) == (6, 2, 1, 5)
+    assert m.difficult_before == pytest.approx(1 / 6)
+    assert m.rollout_accuracy == pytest.approx(26 / 48)
+
+
+def test_epochs_set_the_step_count():
+    assert total_steps(GRPOConfig(steps=7), 1000) == 7
+    # 2 epochs over 100 prompts, 4 prompts x 2 rounds per step on one process: 25 steps
+    assert total_steps(GRPOConfig(epochs=2, batch_size=4, grad_accum=2), 100) == 25
+    assert total_steps(GRPOConfig(epochs=1, batch_size=4), 10) == 3  # a last partial step
