@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from emit_iad.train.grpo.loop import GRPOConfig
-from emit_iad.train.grpo.rewards import answer_letter, build_rewards
 from emit_iad.train.grpo.resampling import Group
+from emit_iad.train.grpo.rewards import answer_letter, build_rewards
 from emit_iad.train.grpo.rollout import Response, Sampler, group_inputs, token_logp
 from emit_iad.train.grpo.update import policy_update, score_groups
 from emit_iad.train.harness import make_accelerator
