@@ -165,7 +165,7 @@ def test_cuda_means_this_process_s_gpu(monkeypatch):
 def test_placeholders_that_do_not_match_are_named(tiny_vlm, records):
     record = dict(few_shot(records, 1)[0])
     record["question"] = "<FS_PROMPT> " + record["question"]
-    with pytest.raises(ValueError, match=r"few-shot placeholders per row \[\d+\], expected"):
+    with pytest.raises(ValueError, match=rf"questions \['{record['id']}'\]: few-shot placeholders"):
         tiny_vlm.collate([record], PromptConfig(k_shot=1))
 
 
@@ -196,3 +196,10 @@ def test_heatmap_check_runs_in_bf16_and_agrees_with_fp32(tiny_vlm, sets):
     assert m16["image_auroc"] == pytest.approx(m32["image_auroc"], abs=0.03)
     assert m16["pixel_auroc"] == pytest.approx(m32["pixel_auroc"], abs=0.03)
     assert fig.axes
+
+
+def test_an_unknown_images_block_names_the_file():
+    from emit_iad.vlm.build import ModelConfig
+
+    with pytest.raises(ValueError, match=r"model.images: unknown \['prompts'\].*parameters_model"):
+        ModelConfig(images={"prompts": {}})

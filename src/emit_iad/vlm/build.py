@@ -39,7 +39,9 @@ class ModelConfig:
         if self.source == "pretrained" and not self.name_or_path:
             raise ValueError(f"model.source: pretrained needs model.name_or_path ({PARAMS_FILE})")
         if bad := set(self.images) - {"prompt", "heatmap"}:
-            raise ValueError(f"model.images: unknown {sorted(bad)}; use prompt, heatmap")
+            raise ValueError(
+                f"model.images: unknown {sorted(bad)}; use prompt, heatmap ({PARAMS_FILE})"
+            )
 
     @classmethod
     def from_params(cls, params: dict) -> ModelConfig:

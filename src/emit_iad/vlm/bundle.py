@@ -108,9 +108,11 @@ class VLM:
             per_row = placeholders.count(FEWSHOT_TOKEN)
             want = [per_row if i in rows else 0 for i in range(len(found))]
             if found != want:
+                ids = [str(r.get("id", "?")) if hasattr(r, "get") else "?" for r in records]
                 raise ValueError(
-                    f"few-shot placeholders per row {found}, expected {want}: the tokenizer "
-                    f"does not keep {FEWSHOT_TOKEN} as one token, or a prompt text contains it"
+                    f"questions {ids}: few-shot placeholders per row {found}, expected {want}: "
+                    f"the tokenizer does not keep {FEWSHOT_TOKEN} as one token, or a prompt "
+                    "text contains it"
                 )
         return batch
 
