@@ -67,7 +67,7 @@ class GRPOConfig:
     # prompts (micro-batched backward keeps the memory of one micro-batch)
     grad_accum: int = 1
     epochs: float | None = None  # set: steps = epochs over the training prompts (EMIT: 2)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01  # torch AdamW's default, which this loop always used
     warmup_ratio: float = 0.0  # linear warm-up, then cosine decay (as SFT); 0: constant lr
     max_grad_norm: float | None = None
     # responses per forward/backward pass (None: a whole group); the update's gradient is the
