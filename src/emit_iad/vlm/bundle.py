@@ -31,6 +31,7 @@ from emit_iad.atomic import atomic_directory
 from emit_iad.vlm.chat import Batch, PromptConfig, collate
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule, fewshot_heatmap, inject_tokens
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
+from emit_iad.vlm.vision import TOWERS, default_heatmap_images, find_tower
 
 log = logging.getLogger(__name__)
 META_FILE = "emit_iad.json"
@@ -44,13 +45,13 @@ class ModelLoadError(RuntimeError):
 
 
 def vision_tower(model: nn.Module) -> nn.Module:
-    for name, module in model.named_modules():
-        if name.endswith("vision_tower"):
-            return module
-    raise ModelLoadError(
-        "EMIT's few-shot heatmap needs an InternVL-style `vision_tower`; this model has none "
-        "(set model.fewshot.enabled: false for it)"
-    )
+    tower = find_tower(model)
+    if tower is None:
+        raise ModelLoadError(
+            f"EMIT's few-shot heatmap reads a vision tower named like {TOWERS} (InternVL, "
+            "Qwen2.5-VL); this model has none (set model.fewshot.enabled: false for it)"
+        )
+    return tower
 
 
 def base_model_of(model: nn.Module) -> nn.Module:
@@ -79,11 +80,14 @@ class VLM:
         """The placeholder string a prompt needs (empty when few-shot is off)."""
         if self.fewshot is None:
             return ""
-        grid = base_model_of(self.model).config.vision_config.image_size
-        patch = base_model_of(self.model).config.vision_config.patch_size
-        size = grid[0] if isinstance(grid, list | tuple) else grid
+        vision = base_model_of(self.model).config.vision_config
+        side = self.heatmap_settings().get("square") or getattr(vision, "image_size", None)
+        if side is None:
+            raise ModelLoadError("model.images.heatmap needs `square: <pixels>` for this model")
+        size = side[0] if isinstance(side, list | tuple) else side
+        patch = vision.patch_size
         step = patch[0] if isinstance(patch, list | tuple) else patch
-        return FEWSHOT_TOKEN * self.fewshot.n_tokens(size // step)
+        return FEWSHOT_TOKEN * self.fewshot.n_tokens(int(size) // step)
 
     def fewshot_types(self) -> Sequence[str]:
         return self.fewshot.config.question_types if self.fewshot is not None else ()
@@ -94,6 +98,11 @@ class VLM:
         value = (self.meta.get("images") or {}).get(part)
         return dict(value) if value is not None else None
 
+    def heatmap_settings(self) -> dict:
+        """The heatmap's image settings: the model's ``images.heatmap``, else its family's."""
+        own = self.image_kwargs("heatmap")
+        return own if own is not None else default_heatmap_images(base_model_of(self.model).config)
+
     def collate(self, records, prompt: PromptConfig, knowledge: dict | None = None,
                 targets=None) -> Batch:  # fmt: skip
         """:func:`~emit_iad.vlm.chat.collate` with this model's placeholders and image settings;
@@ -101,7 +110,7 @@ class VLM:
         placeholders = self.fewshot_placeholders()
         batch = collate(records, self.processor, prompt, placeholders, self.fewshot_types(),
                         knowledge, targets, self.image_kwargs("prompt"),
-                        self.image_kwargs("heatmap"))  # fmt: skip
+                        self.heatmap_settings())  # fmt: skip
         if placeholders:
             found = (batch.inputs["input_ids"] == self.fewshot_token_id).sum(dim=1).tolist()
             rows = set(batch.fewshot_rows or ())
@@ -160,7 +169,9 @@ class VLM:
     def structural_token_ids(self) -> list[int]:
         """Image and few-shot placeholder tokens: a reply must never contain them."""
         tok = self.processor.tokenizer
-        names = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", FEWSHOT_TOKEN]
+        names = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", FEWSHOT_TOKEN,
+                 "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
+                 "<|video_pad|>"]  # fmt: skip
         vocab = tok.get_vocab()
         return [vocab[n] for n in names if n in vocab]
 

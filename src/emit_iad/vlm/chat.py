@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from emit_iad.mmad.protocol import LETTERS, TEXT_QUERY_PREFIX
+from emit_iad.vlm.vision import HEATMAP_IMAGES, heatmap_pixels
 
 INSTRUCTION = (
     "You are an industrial inspector who checks products by images. You should judge whether "
@@ -36,8 +37,6 @@ KNOWLEDGE_TEXT = (
     "characteristics: \n {knowledge}"
 )
 ANSWER_FORMATS = ("plain", "think")
-# the few-shot heatmap's query and template: one whole-image tile each (InternVL)
-HEATMAP_IMAGES = {"crop_to_patches": False}
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,8 @@ def collate(
 
     ``image_kwargs`` go to the image processor for the prompt's images (InternVL's tiling:
     ``crop_to_patches``, ``min_patches``, ``max_patches``, ``size``); ``heatmap_kwargs`` for the
-    few-shot heatmap's query and template (one tile each by default)."""
+    few-shot heatmap's query and template (one tile each by default; see
+    :func:`~emit_iad.vlm.vision.heatmap_pixels`)."""
     prompts, images, fs_rows, fs_query, fs_template = [], [], [], [], []
     for i, rec in enumerate(records):
         fewshot = bool(fewshot_placeholders) and uses_fewshot(rec, config, fewshot_types)
@@ -168,11 +168,8 @@ def collate(
     )
     batch = Batch(dict(inputs), prompts)
     if fs_rows:
-        pix = processor.image_processor(
-            images=fs_query + fs_template,
-            return_tensors="pt",
-            **(heatmap_kwargs if heatmap_kwargs is not None else HEATMAP_IMAGES),
-        )["pixel_values"]
+        settings = heatmap_kwargs if heatmap_kwargs is not None else HEATMAP_IMAGES
+        pix = heatmap_pixels(processor.image_processor, fs_query + fs_template, settings)
         batch.fewshot_query, batch.fewshot_template = pix[: len(fs_rows)], pix[len(fs_rows) :]
         batch.fewshot_rows = fs_rows
     return batch

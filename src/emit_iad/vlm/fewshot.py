@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from emit_iad.vlm.vision import patch_features
+
 
 @dataclass(frozen=True)
 class FewShotConfig:
@@ -110,33 +112,6 @@ def heatmap_reference(query, templates, window: int) -> torch.Tensor:
     return out
 
 
-def vision_patch_features(
-    vision_tower: nn.Module, pixel_values: torch.Tensor, layers: Sequence[int]
-) -> list[torch.Tensor]:
-    """Per requested layer: (B, h, w, C) patch features (CLS token dropped).
-
-    ``layers`` index the vision tower's hidden states (0 = patch embeddings).
-    """
-    out = vision_tower(pixel_values=pixel_values, output_hidden_states=True)
-    hidden = out.hidden_states
-    feats = []
-    for layer in layers:
-        if not -len(hidden) <= layer < len(hidden):
-            raise ValueError(
-                f"model.fewshot.layers: layer {layer} does not exist; the vision tower has "
-                f"{len(hidden) - 1} layers (hidden states 0..{len(hidden) - 1})"
-            )
-        h = hidden[layer]
-        n = h.shape[1]
-        side = round((n - 1) ** 0.5)
-        if side * side == n - 1:
-            h = h[:, 1:]  # drop the CLS token
-        else:
-            side = round(n**0.5)
-        feats.append(h.reshape(h.shape[0], side, side, h.shape[-1]))
-    return feats
-
-
 def fewshot_heatmap(
     vision_tower: nn.Module,
     query_pixels: torch.Tensor,
@@ -149,7 +124,7 @@ def fewshot_heatmap(
         [torch.rot90(template_pixels, k, dims=(-2, -1)) for k in config.rotations], dim=1
     )  # [B, R, 3, H, W]
     r = rotated.shape[1]
-    feats = vision_patch_features(
+    feats = patch_features(
         vision_tower, torch.cat([query_pixels, rotated.flatten(0, 1)]), config.layers
     )
     query = [f[:b] for f in feats]

@@ -15,8 +15,9 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from emit_iad.vlm.bundle import VLM, vision_tower
-from emit_iad.vlm.chat import HEATMAP_IMAGES, load_image
+from emit_iad.vlm.chat import load_image
 from emit_iad.vlm.fewshot import FewShotConfig, fewshot_heatmap
+from emit_iad.vlm.vision import heatmap_pixels
 
 
 def _mask(paths, size: int) -> np.ndarray:
@@ -36,13 +37,13 @@ def heatmaps(vlm: VLM, queries: list[str], templates: list[str], config: FewShot
     tower = vision_tower(vlm.model)
     param = next(tower.parameters())
     processor = vlm.processor.image_processor
-    settings = vlm.image_kwargs("heatmap") or HEATMAP_IMAGES
+    settings = vlm.heatmap_settings()
     out = []
     for i in tqdm(range(0, len(queries), batch_size), desc="heatmap check", unit="batch",
                   leave=False):  # fmt: skip
         q = [load_image(p) for p in queries[i : i + batch_size]]
         t = [load_image(p) for p in templates[i : i + batch_size]]
-        pix = processor(images=q + t, return_tensors="pt", **settings)["pixel_values"]
+        pix = heatmap_pixels(processor, q + t, settings)
         pix = pix.to(param.device, param.dtype)
         out.append(fewshot_heatmap(tower, pix[: len(q)], pix[len(q) :], config).float().cpu())
     return torch.cat(out)
