@@ -13,13 +13,15 @@ from emit_iad.vlm.bundle import VLM
 class VLMDirectoryDataset(AbstractDataset[VLM, VLM]):
     """Saves a :class:`~emit_iad.vlm.bundle.VLM` atomically to a folder and loads it back.
 
-    ``load_args``: ``dtype`` (auto, float32, bfloat16 …) and ``device`` (cpu, cuda …).
+    ``load_args``: ``dtype`` (auto: as saved; float32, bfloat16 …) and ``device`` (auto: this
+    process's GPU where there is one, as the training harness uses, else the CPU; cpu, cuda …):
+    weights go straight to their device, not through host memory first.
     """
 
     def __init__(self, filepath: str, load_args: dict | None = None,
                  metadata: dict[str, Any] | None = None):  # fmt: skip
         self._folder = Path(filepath)
-        self._load_args = {"dtype": "auto", "device": "cpu", **(load_args or {})}
+        self._load_args = {"dtype": "auto", "device": "auto", **(load_args or {})}
         self.metadata = metadata
 
     def _describe(self) -> dict[str, Any]:

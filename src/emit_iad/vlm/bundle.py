@@ -209,6 +209,8 @@ class VLM:
         if set(meta.get("trainable") or ()) & FULL_PARTS:
             meta["full_trained"] = True
         delta = bool(meta.get("base_model")) and not meta.get("full_trained")
+        # a delta's base loads in this dtype again (its own files may hold another)
+        meta["dtype"] = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         with atomic_directory(folder) as tmp:
             if delta:
                 trained = self.trained_tensors()
@@ -240,6 +242,8 @@ class VLM:
         if not meta_path.is_file():
             raise ModelLoadError(f"{folder}: no {META_FILE}; not a model directory of emit-iad")
         meta = json.loads(meta_path.read_text())
+        if dtype == "auto" and meta.get("dtype"):
+            dtype = meta["dtype"]  # the dtype it was trained and saved in
         full = (folder / "config.json").is_file()
         if not full:  # a delta over a named base: adapter and/or trained tensors
             from peft import PeftModel
