@@ -290,4 +290,7 @@ def train_sft(
         bar.close()
     acc.wait_for_everyone()
     ckpt.clear()  # finished: the saved model replaces the checkpoints
+    if not history:  # sft.epochs 0: the model passes on as it came
+        log.warning("sft.epochs is 0: no SFT step; the base model passes on unchanged")
+        return vlm, pd.DataFrame(columns=["step", "epoch", "loss", "lr", "step_s"])
     return vlm, pd.DataFrame(history)
