@@ -15,7 +15,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests build what they need; nothing is dow
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_COPIED = ["conf/base", "conf/gpu", "conf/logging.yml", "src", "pyproject.toml", "dvc.yaml", ".dvc/config",
+_COPIED = ["conf/base", "conf/gpu", "conf/qwen", "conf/logging.yml", "src", "pyproject.toml", "dvc.yaml", ".dvc/config",
            ".telemetry", ".gitignore"]  # fmt: skip
 
 

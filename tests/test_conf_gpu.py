@@ -1,4 +1,5 @@
-"""The real-scale environment (`kedro run --env gpu`) loads and validates offline."""
+"""The real-scale environments load and validate offline: `kedro run --env gpu` (EMIT's setting)
+and `--env qwen` (AnomalyR1's)."""
 
 from __future__ import annotations
 
@@ -88,9 +89,45 @@ def test_gpu_environment_is_emit_line_by_line(row, no_network):
     assert ours == emit, f"{name}: EMIT {emit!r}, conf/gpu {ours!r}"
 
 
+# README's "AnomalyR1's setting" table: (row, AnomalyR1's value, what conf/qwen resolves to)
+def anomalyr1_rows(qwen: dict) -> list[tuple[str, object, object]]:
+    model = ModelConfig.from_params(qwen["model"])
+    grpo = GRPOConfig.from_params(strip(qwen["grpo"], "checkpoint_dir"))
+    acc = ClusterConfig.from_yaml_file(ROOT / "conf/qwen/accelerate_grpo_zero3.yaml")
+    weights = {k: v for k, v in grpo.rewards.items() if v}
+    pixels = model.images["prompt"]["size"]["longest_edge"]
+    return [
+        ("Qwen base model", "Qwen/Qwen2.5-VL-3B-Instruct", model.name_or_path),
+        ("Qwen precision", ("bfloat16", "bf16"), (model.dtype, grpo.mixed_precision)),
+        ("Qwen processes / engine", (4, "DEEPSPEED", 3), (acc.num_processes, acc.distributed_type.value, acc.deepspeed_config["zero_stage"])),
+        ("Qwen image tokens (1-shot prompt within 1,024)", True, 2 * pixels // (28 * 28) <= 1024 - 150),
+        ("Qwen heatmap module", False, model.fewshot_config() is not None),
+        ("Qwen GRPO trained", {"full"}, set(grpo.trainable)),
+        ("Qwen rewards", {"roam": 1.0, "format": 1.0}, weights),
+        ("Qwen G / beta", (8, 0.04), (grpo.group_size, grpo.beta)),
+        ("Qwen per device / accumulation / epochs", (1, 2, 10), (grpo.batch_size, grpo.grad_accum, grpo.epochs)),
+        ("Qwen lr / temperature / completion tokens", (1e-6, 0.9, 256), (grpo.lr, grpo.temperature, grpo.max_new_tokens)),
+        ("Qwen difficulty-aware sampling", (False, False), (grpo.do_resample, grpo.do_reweight)),
+        ("Qwen gradient checkpointing", True, grpo.gradient_checkpointing),
+    ]
+
+
+@pytest.mark.parametrize("row", range(12))
+def test_qwen_environment_is_anomalyr1_line_by_line(row, no_network):
+    name, theirs, ours = anomalyr1_rows(params("qwen"))[row]
+    assert ours == theirs, f"{name}: AnomalyR1 {theirs!r}, conf/qwen {ours!r}"
+
+
+def test_qwen_environment_evaluates_with_domain_knowledge(no_network):
+    evaluation = params("qwen")["evaluation"]
+    assert PromptConfig(**evaluation["prompt"]).domain_knowledge
+    assert evaluation["domain_knowledge_json"].endswith("domain_knowledge.json")
+    assert [ModelSpec.parse(m).label for m in evaluation["models"]] == ["base", "grpo"]
+
+
 def test_readme_table_lists_every_row():
     readme = (ROOT / "README.md").read_text()
-    for name, _, _ in emit_rows(params("gpu")):
+    for name, _, _ in emit_rows(params("gpu")) + anomalyr1_rows(params("qwen")):
         assert f"| {name} |" in readme, name
 
 
@@ -134,4 +171,17 @@ def test_kedro_session_with_env_gpu_resolves_parameters_and_catalog(project, no_
         assert context.params["model"]["name_or_path"] == "OpenGVLab/InternVL3-8B-hf"
         assert context.params["grpo"]["trainable"] == ["lora", "aligner", "fewshot"]
         assert context.params["sft"]["val_max_questions"] == 8  # conf/base of the small copy
+        assert "grpo_model" in context.catalog
+
+
+def test_kedro_session_with_env_qwen_resolves_parameters(project, no_network):
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="qwen") as session:
+        context = session.load_context()
+        assert context.params["model"]["name_or_path"] == "Qwen/Qwen2.5-VL-3B-Instruct"
+        assert context.params["grpo"]["rewards"]["roam"] == 1.0
+        assert context.params["sft"]["epochs"] == 0
         assert "grpo_model" in context.catalog
