@@ -94,10 +94,13 @@ def test_sft_micro_batches_and_checkpointing_keep_loss_and_gradient(tiny_vlm, re
     assert_same_grads(whole, ckpt)
 
 
-def grpo_grads(vlm, records, **kw):
-    config = GRPOConfig(group_size=4, trainable=("lora", "fewshot"), beta=0.04, **kw)
+def grpo_grads(vlm, records, on_model=None, **kw):
+    kw.setdefault("trainable", ("lora", "fewshot"))
+    config = GRPOConfig(group_size=4, beta=0.04, **kw)
     torch.manual_seed(0)  # the LoRA initialisation
     prepare_model(vlm, config)
+    if on_model is not None:
+        on_model(vlm)
     tok = vlm.processor.tokenizer
     sampler = Sampler(vlm, config.prompt_config(), 1.0, 8)
     groups = []
@@ -128,6 +131,35 @@ def test_grpo_micro_batches_and_checkpointing_keep_the_gradient(tiny_vlm, record
     ckpt = grpo_grads(copy.deepcopy(tiny_vlm), records, loss_aggregation=aggregation,
                       micro_batch_size=1, gradient_checkpointing=True)  # fmt: skip
     assert_same_grads(whole, ckpt)
+
+
+@pytest.mark.parametrize("mu", [1, 2])
+def test_images_encoded_once_per_group_keep_the_gradient(tiny_vlm, records, monkeypatch, mu):
+    """The gradient cache: a prompt's images go through the vision tower once per pass, not
+    once per micro-batch, and the LoRA-on-ViT, aligner and LLM gradients stay the same."""
+    from emit_iad.train.grpo import rollout, update
+
+    kw = {"trainable": ("lora", "aligner", "fewshot"), "micro_batch_size": 1, "mu": mu,
+          "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "vision": True}}  # fmt: skip
+    calls = []
+
+    def count(vlm):
+        tower = vlm.model.get_base_model().model.vision_tower
+        tower.register_forward_hook(lambda *a: calls.append(1))
+
+    cached = grpo_grads(copy.deepcopy(tiny_vlm), records, on_model=count, **kw)
+    once = len(calls)
+    calls.clear()
+    monkeypatch.setattr(update, "image_features", lambda *a: None)  # the pixels every time
+    monkeypatch.setattr(rollout, "image_features", lambda *a: None)
+    plain = grpo_grads(copy.deepcopy(tiny_vlm), records, on_model=count, **kw)
+    assert any("vision_tower" in n and "lora_" in n for n in cached)
+    assert any("multi_modal_projector" in n for n in cached)
+    assert_same_grads(cached, plain)
+    # 2 groups of 4 responses, micro-batches of 1: per pass (old log-probs when mu > 1, the
+    # reference, the update) 2 encodings instead of 8, besides the 2 heatmaps (no_grad)
+    passes = (mu > 1) + 1 + mu
+    assert once == 2 + 2 * passes and len(calls) == 2 + 8 * passes
 
 
 def test_injection_repeats_each_row_for_num_return_sequences():

@@ -287,10 +287,28 @@ class EMITModule(nn.Module):
         self._vlm = [vlm]  # not a submodule
 
     def forward(self, fewshot_query=None, fewshot_template=None, fewshot_heatmap=None,
-                **inputs):  # fmt: skip
-        """``fewshot_heatmap`` (precomputed maps) stands in for the query/template pixels."""
+                image_features=None, **inputs):  # fmt: skip
+        """``fewshot_heatmap`` (precomputed maps) stands in for the query/template pixels, and
+        ``image_features`` (from :meth:`image_features`, repeated per row) for ``pixel_values``."""
         vlm = self._vlm[0]
-        model_inputs = {k: v for k, v in inputs.items() if k != "logits_to_keep"}
+        if image_features is not None:
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            features = image_features if torch.is_tensor(image_features) else tuple(image_features)
+            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(
+                pooler_output=features)}  # fmt: skip
+        model_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
         batch = Batch(model_inputs, [], fewshot_query, fewshot_template, heatmap=fewshot_heatmap)
         with vlm.injecting(batch):
             return self.model(**inputs)
+
+    def image_features(self, pixel_values, image_grid_thw=None, **_):
+        """The language model's image tokens (vision tower + aligner) for these images: InternVL
+        gives one tensor (tiles, tokens, hidden), Qwen2.5-VL a tuple of (tokens, hidden) per
+        image, which :meth:`forward` takes back as ``image_features``."""
+        model = base_model_of(self.model)
+        if image_grid_thw is not None:
+            out = model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+        else:
+            out = model.get_image_features(pixel_values=pixel_values, return_dict=True)
+        return out.pooler_output

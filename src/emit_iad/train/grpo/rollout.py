@@ -91,12 +91,19 @@ class GroupInputs:
     def size(self) -> int:
         return self.mask.shape[0]
 
-    def rows(self, start: int, stop: int, device) -> dict:
-        """Model keyword arguments for responses ``start:stop``, on ``device``."""
+    def rows(self, start: int, stop: int, device, features=None) -> dict:
+        """Model keyword arguments for responses ``start:stop``, on ``device``. With
+        ``features`` (:func:`image_features` of this prompt) the images are not encoded again:
+        the features are repeated per row in place of the pixels."""
         n = stop - start
         out = {k: v[start:stop].to(device) for k, v in self.tokens.items()}
         out.update({k: v.repeat(n, *([1] * (v.dim() - 1))).to(device)
-                    for k, v in self.images.items()})  # fmt: skip
+                    for k, v in self.images.items()
+                    if features is None or k != "pixel_values"})  # fmt: skip
+        if torch.is_tensor(features):
+            out["image_features"] = features.repeat(n, *([1] * (features.dim() - 1)))
+        elif features is not None:  # Qwen: one tensor per image
+            out["image_features"] = list(features) * n
         if self.heatmap is not None:
             out["fewshot_heatmap"] = self.heatmap.expand(n, -1, -1).to(device)
         return out
@@ -120,6 +127,15 @@ def group_inputs(batch: Batch, responses: list[Response], pad_id: int) -> GroupI
     }
     images = {k: v for k, v in batch.inputs.items() if k not in TOKEN_KEYS}
     return GroupInputs(tokens, images, batch.heatmap, mask, lp, [len(r.ids) for r in responses])
+
+
+def image_features(module, gi: GroupInputs, device):
+    """The prompt's image tokens, encoded once for its G responses (grad as the caller's mode
+    says); None for a prompt without images."""
+    if "pixel_values" not in gi.images:
+        return None
+    images = {k: v.to(device) for k, v in gi.images.items()}
+    return getattr(module, "module", module).image_features(**images)  # DDP: the inner module
 
 
 def selective_logp(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -146,14 +162,22 @@ def token_logp(module, inputs: dict, lp: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reference_logp(reference, vlm: VLM, inputs: dict, lp: int, ref_fewshot) -> torch.Tensor:
+def reference_logp(reference, vlm: VLM, gi: GroupInputs, spans_: list, device,
+                   ref_fewshot) -> torch.Tensor:  # fmt: skip
+    """Log-probabilities (G, Lc) of a group's completions under the reference policy, its
+    images encoded once by the reference itself."""
     if reference is not None:
-        return token_logp(reference, inputs, lp)
+        feats = image_features(reference, gi, device)
+        return torch.cat([token_logp(reference, gi.rows(a, b, device, feats), gi.prompt_len)
+                          for a, b in spans_])  # fmt: skip
     # LoRA: the starting model is the base with the adapter switched off (no second copy)
     current = vlm.fewshot
     vlm.fewshot = ref_fewshot
     try:
         with vlm.model.disable_adapter():
-            return token_logp(EMITModule(vlm), inputs, lp)
+            module = EMITModule(vlm)
+            feats = image_features(module, gi, device)
+            return torch.cat([token_logp(module, gi.rows(a, b, device, feats), gi.prompt_len)
+                              for a, b in spans_])  # fmt: skip
     finally:
         vlm.fewshot = current

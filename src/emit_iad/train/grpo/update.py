@@ -19,6 +19,7 @@ from emit_iad.train.grpo.rollout import (
     GroupInputs,
     Sampler,
     group_inputs,
+    image_features,
     reference_logp,
     token_logp,
 )
@@ -105,12 +106,13 @@ def policy_update(
         for i, sg in enumerate(scored):
             gi = sg.inputs
             if config.mu > 1:
-                old[i] = torch.cat([token_logp(module, gi.rows(a, b, device), gi.prompt_len)
+                feats = image_features(module, gi, device)
+                old[i] = torch.cat([token_logp(module, gi.rows(a, b, device, feats),
+                                               gi.prompt_len)
                                     for a, b in spans(gi.size, micro)])  # fmt: skip
             if config.beta:
-                ref[i] = torch.cat([reference_logp(reference, vlm, gi.rows(a, b, device),
-                                                   gi.prompt_len, ref_fewshot)
-                                    for a, b in spans(gi.size, micro)])  # fmt: skip
+                ref[i] = reference_logp(reference, vlm, gi, spans(gi.size, micro), device,
+                                        ref_fewshot)  # fmt: skip
     # the update's normaliser: sequences (EMIT) or tokens (DAPO) of all its groups together
     normalizer = float(n_resp if config.loss_aggregation == "sequence" else max(1, n_tokens))
     chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in spans(sg.inputs.size, micro)]
@@ -121,9 +123,12 @@ def policy_update(
     vlm.model.train(config.gradient_checkpointing)
     for _ in range(config.mu):
         optimizer.zero_grad()
+        cache = FeatureCache(module, device)
         for j, (i, a, b) in enumerate(chunks):
             gi, adv = scored[i].inputs, scored[i].advantages
-            logp = token_logp(module, gi.rows(a, b, device), gi.prompt_len)
+            last = j == len(chunks) - 1 or chunks[j + 1][0] != i  # the group's last chunk
+            feats = cache.features(i, gi, last)
+            logp = token_logp(module, gi.rows(a, b, device, feats), gi.prompt_len)
             loss, m = grpo_loss(
                 logp,
                 logp.detach() if old[i] is None else old[i][a:b],
@@ -139,6 +144,7 @@ def policy_update(
             share = sum(gi.lengths[a:b]) / max(1, n_tokens) / config.mu
             for k, v in m.items():
                 metrics[k] = metrics.get(k, 0.0) + v.detach() * share
+            loss = loss + cache.carried(i, last)
             with no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
                 backward(loss)
         if not chunks:  # nothing to learn: a zero loss still meets the other processes
@@ -148,6 +154,43 @@ def policy_update(
         optimizer.step()
     vlm.model.eval()
     return metrics  # tensors: the caller reads them once per step
+
+
+class FeatureCache:
+    """A prompt's images encoded once per pass and shared by its G responses, with the exact
+    gradient (a gradient cache): the group's chunks but the last see a detached copy, whose
+    gradients add up; the last sees the encoder's output itself, plus a term that hands it the
+    summed gradient, so one backward reaches the vision tower and the aligner (and the last
+    backward of an update, the one DDP reduces on, carries every gradient). Hand-written: no
+    library caches encoder outputs across backward passes."""
+
+    def __init__(self, module, device):
+        self.module, self.device = module, device
+        self.group: int | None = None
+        self.encoded = self.leaf = None
+
+    def features(self, i: int, gi, last: bool):
+        if self.group != i:
+            self.group = i
+            self.encoded = image_features(self.module, gi, self.device)
+            self.leaf = None
+            if self.encoded is not None:
+                self.leaf = [f.detach().requires_grad_(f.requires_grad) for f in self._parts()]
+        if self.encoded is None:
+            return None
+        if last or not self._parts()[0].requires_grad:
+            return self.encoded
+        return self.leaf[0] if torch.is_tensor(self.encoded) else tuple(self.leaf)
+
+    def carried(self, i: int, last: bool):
+        """At the group's last chunk: Σ ⟨encoded, gradient gathered on the detached copy⟩."""
+        if not last or self.encoded is None or not self._parts()[0].requires_grad:
+            return 0.0
+        return sum((f * leaf.grad).sum() for f, leaf in zip(self._parts(), self.leaf, strict=True)
+                   if leaf.grad is not None)  # fmt: skip
+
+    def _parts(self) -> list:
+        return [self.encoded] if torch.is_tensor(self.encoded) else list(self.encoded)
 
 
 def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
