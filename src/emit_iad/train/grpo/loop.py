@@ -35,10 +35,12 @@ from emit_iad.train.harness import (
     log_metrics,
     lr_schedule,
     make_accelerator,
+    param_checksum,
     run_key,
     trainable_parameters,
 )
 from emit_iad.train.sft import prepare_model, validate
+from emit_iad.train.world import World
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
@@ -63,6 +65,8 @@ class GRPOConfig:
     temperature: float = 1.0
     max_new_tokens: int = 64
     batch_size: int = 4  # prompts per rollout round, per process
+    generate_batch: int | None = None  # prompts per generate() call (None: a round's share)
+    collective_timeout_s: float = 1800.0  # a process that waits longer on the others stops
     # rollout rounds per optimizer step: the step's gradient covers grad_accum × batch_size
     # prompts (micro-batched backward keeps the memory of one micro-batch)
     grad_accum: int = 1
@@ -137,11 +141,12 @@ def total_steps(config: GRPOConfig, n_prompts: int, processes: int = 1) -> int:
     return max(1, math.ceil(config.epochs * n_prompts / per_step))
 
 
-def fill_rounds(resampler: Resampler, next_prompt, config: GRPOConfig):
-    """``grad_accum`` rollout rounds of ``batch_size`` prompts each, for one optimizer step."""
+def fill_rounds(resampler: Resampler, next_prompt, config: GRPOConfig, processes: int = 1):
+    """``grad_accum`` rollout rounds of ``batch_size`` prompts per process each (the global
+    batch of all processes), for one optimizer step."""
     groups, stats = [], []
     for _ in range(config.grad_accum):
-        g, s = resampler.fill(next_prompt, config.batch_size)
+        g, s = resampler.fill(next_prompt, config.batch_size * processes)
         groups += g
         stats.append(s)
     return groups, FillStats.merge(stats)
@@ -172,7 +177,7 @@ def train_grpo(
     """Train in place; returns the model, per-step metrics and sample completions."""
     train = train[train.type.isin(config.tasks)].reset_index(drop=True)
     check_inputs(vlm, train, config)
-    acc = make_accelerator(1, config.mixed_precision, config.seed)
+    acc = make_accelerator(1, config.mixed_precision, config.seed, config.collective_timeout_s)
     lora = "lora" in config.trainable
     # the starting policy, copied before training changes it (LoRA: the base with the adapter
     # off, and a copy of the few-shot module only); moved where the policy lives
@@ -201,25 +206,29 @@ def train_grpo(
     prompt = config.prompt_config()
     rewards = build_rewards(config.rewards, config.reward_options)
     records = [r for _, r in train.iterrows()]
-    sampler = Sampler(vlm, prompt, config.temperature, config.max_new_tokens)
+    sampler = Sampler(vlm, prompt, config.temperature, config.max_new_tokens,
+                      config.generate_batch)  # fmt: skip
+    world = World(acc.process_index, acc.num_processes, lambda: f"step {pos.step + 1}",
+                  config.collective_timeout_s)  # fmt: skip
     tok = vlm.processor.tokenizer
 
     def correct(record, response: Response) -> bool:
         return answer_letter(response.text, len(record["options"])) == record["answer"]
 
-    resampler = Resampler(
-        sampler, correct, config.group_size, config.do_resample, config.max_resample_rounds
-    )
+    resampler = Resampler(sampler, correct, config.group_size, config.do_resample,
+                          config.max_resample_rounds, sample_many=sampler.many,
+                          world=world)  # fmt: skip
 
     def next_prompt():
+        """The global prompt stream: the same on every process (the batch is decided
+        globally, then shared out)."""
         order = torch.randperm(
             len(records), generator=torch.Generator().manual_seed(config.seed + pos.epoch)
         )
-        mine = order[acc.process_index :: acc.num_processes]
-        if pos.batch_in_epoch >= len(mine):
+        if pos.batch_in_epoch >= len(order):
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
             return next_prompt()
-        record = records[int(mine[pos.batch_in_epoch])]
+        record = records[int(order[pos.batch_in_epoch])]
         pos.batch_in_epoch += 1
         return record
 
@@ -247,7 +256,7 @@ def train_grpo(
     while pos.step < steps:
         t0 = time.perf_counter()
         sampler.new_step()
-        groups, fill = fill_rounds(resampler, next_prompt, config)
+        groups, fill = fill_rounds(resampler, next_prompt, config, world.size)
         if not groups:
             log.warning(
                 "step %d: no prompt had a correct response after %d resampling rounds; "
@@ -270,9 +279,12 @@ def train_grpo(
             ref_fewshot if reference is None else None,
             lambda: acc.no_sync(module),
             clip,
+            world,
         )
         scheduler.step()
         metrics["lr"] = scheduler.get_last_lr()[0]
+        sums = world.gather(param_checksum(module))
+        metrics["rank_param_spread"] = max(sums) - min(sums)  # 0: the processes agree
         metrics["rollout_s"], metrics["update_s"] = t1 - t0, time.perf_counter() - t1
         pos.step += 1
         elapsed = time.perf_counter() - t0

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emit_iad.train.world import World
+
 
 @dataclass
 class Group:
@@ -74,59 +76,89 @@ class FillStats:
 
 @dataclass
 class Resampler:
-    """``sample(prompt, n) -> n responses``; ``is_correct(prompt, response) -> bool``."""
+    """``sample(prompt, n) -> n responses`` (or ``sample_many(prompts, n)``, one call for a
+    round's prompts: one ``generate``); ``is_correct(prompt, response) -> bool``.
 
-    sample: Callable[[Any, int], list[Any]]
+    Works in rounds over the *global* batch: a round's prompts are split over the processes of
+    ``world``, each samples its share, the results are gathered, and every process takes the
+    same decisions (difficulty, resampling, dropping, refilling). One process: the same, alone.
+    """
+
+    sample: Callable[[Any, int], list[Any]] | None
     is_correct: Callable[[Any, Any], bool]
     group_size: int = 8
     resample: bool = True
     max_rounds: int = 3
     max_prompts_factor: int = 4  # give up refilling after batch_size × this many prompts
     stats: FillStats = field(default_factory=FillStats)
+    sample_many: Callable[[list, int], list[list[Any]]] | None = None
+    world: World = field(default_factory=World)
+
+    def draw_many(self, prompts: list) -> list[Group]:
+        """G responses for each prompt, sampled by the processes in shares, judged, gathered."""
+        mine = self.world.share(prompts)
+        if self.sample_many is not None:
+            drawn = self.sample_many(mine, self.group_size) if mine else []
+        else:
+            drawn = [self.sample(p, self.group_size) for p in mine]
+        judged = [(r, [self.is_correct(p, x) for x in r]) for p, r in zip(mine, drawn, strict=True)]
+        merged = self.world.merge(self.world.gather(judged), len(prompts))
+        return [Group(p, list(r), list(ok)) for p, (r, ok) in zip(prompts, merged, strict=True)]
 
     def draw(self, prompt) -> Group:
-        responses = self.sample(prompt, self.group_size)
-        return Group(prompt, responses, [self.is_correct(prompt, r) for r in responses])
+        return self.draw_many([prompt])[0]
 
     def fill(
         self, next_prompt: Callable[[], Any | None], batch_size: int
     ) -> tuple[list[Group], FillStats]:
-        """Groups for one update; ``next_prompt()`` returns None when the data run out."""
+        """Groups for one update (``batch_size`` of them, global); ``next_prompt()`` returns
+        the same prompts on every process, None when the data run out."""
         stats = FillStats()
         groups: list[Group] = []
-        while (
-            len(groups) < batch_size and stats.prompts_drawn < batch_size * self.max_prompts_factor
-        ):
-            prompt = next_prompt()
-            if prompt is None:
+        cap = batch_size * self.max_prompts_factor
+        while len(groups) < batch_size and stats.prompts_drawn < cap:
+            prompts = []
+            while len(prompts) < min(batch_size - len(groups), cap - stats.prompts_drawn):
+                prompt = next_prompt()
+                if prompt is None:
+                    break
+                prompts.append(prompt)
+            if not prompts:
                 break
-            stats.prompts_drawn += 1
-            group = self.draw(prompt)
-            stats.first_draw_correct += sum(group.correct)
-            stats.first_draw_responses += len(group.correct)
-            if any(group.correct):
-                groups.append(group)
-                continue
-            stats.difficult_first_draw += 1
-            if not self.resample:
-                groups.append(group)
-                continue
-            if self._resolve(group, stats):
-                groups.append(group)
-            else:
-                stats.dropped += 1
+            stats.prompts_drawn += len(prompts)
+            drawn = self.draw_many(prompts)
+            for group in drawn:
+                stats.first_draw_correct += sum(group.correct)
+                stats.first_draw_responses += len(group.correct)
+            difficult = [g for g in drawn if not any(g.correct)]
+            stats.difficult_first_draw += len(difficult)
+            if self.resample:
+                self._resolve(difficult, stats)
+            for group in drawn:
+                if any(group.correct) or not self.resample:
+                    groups.append(group)
+                else:
+                    stats.dropped += 1
         stats.batch = len(groups)
         stats.difficult_in_batch = sum(not any(g.correct) for g in groups)
         return groups, stats
 
-    def _resolve(self, group: Group, stats: FillStats) -> bool:
+    def _resolve(self, difficult: list[Group], stats: FillStats) -> None:
+        """Up to ``max_rounds`` redraws of the unsolved groups, all in one call per round; the
+        first correct response takes the place of an incorrect one."""
+        pending = list(difficult)
         for round_ in range(1, self.max_rounds + 1):
-            extra = self.sample(group.prompt, self.group_size)
-            stats.rounds += 1
-            group.rounds = round_
-            for response in extra:
-                if self.is_correct(group.prompt, response):
+            if not pending:
+                return
+            extra = self.draw_many([g.prompt for g in pending])
+            stats.rounds += len(pending)
+            still = []
+            for group, new in zip(pending, extra, strict=True):
+                group.rounds = round_
+                if True in new.correct:
+                    k = new.correct.index(True)
                     i = group.correct.index(False)
-                    group.responses[i], group.correct[i], group.replaced = response, True, i
-                    return True
-        return False
+                    group.responses[i], group.correct[i], group.replaced = new.responses[k], True, i
+                else:
+                    still.append(group)
+            pending = still

@@ -21,11 +21,14 @@ class Response:
 
 
 class Sampler:
-    """G sampled completions for one prompt via ``generate()`` (swap in vLLM here)."""
+    """G sampled completions per prompt via ``generate()``, a round's prompts in one call
+    (swap in vLLM here)."""
 
-    def __init__(self, vlm: VLM, prompt: PromptConfig, temperature: float, max_new_tokens: int):
+    def __init__(self, vlm: VLM, prompt: PromptConfig, temperature: float, max_new_tokens: int,
+                 max_prompts: int | None = None):  # fmt: skip
         self.vlm, self.prompt = vlm, prompt
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self.max_prompts = max_prompts
         self._batches: dict[int, Batch] = {}
 
     def new_step(self) -> None:
@@ -43,9 +46,28 @@ class Sampler:
             self._batches[key] = self.vlm.collate([record], self.prompt)
         return self._batches[key]
 
-    @torch.no_grad()
     def __call__(self, record, n: int) -> list[Response]:
-        batch = self.prompt_batch(record)
+        return self.many([record], n)[0]
+
+    @torch.no_grad()
+    def many(self, records: list, n: int) -> list[list[Response]]:
+        """n completions for each record; the prompts go through ``generate`` together, at most
+        ``max_prompts`` at a time (None: all), each prompt's heatmap computed once."""
+        out: list[list[Response]] = []
+        step = self.max_prompts or max(1, len(records))
+        for a in range(0, len(records), step):
+            out += self._generate(records[a : a + step], n)
+        return out
+
+    def _generate(self, records: list, n: int) -> list[list[Response]]:
+        singles = [self.prompt_batch(r) for r in records]
+        maps = [self.vlm.heatmap(b) for b in singles]  # once per prompt, kept for scoring
+        if len(records) == 1:
+            batch = singles[0]
+        else:  # one left-padded batch; its few-shot rows reuse the prompts' own maps
+            batch = self.vlm.collate(records, self.prompt)
+            if any(m is not None for m in maps):
+                batch.heatmap = torch.cat([m for m in maps if m is not None])
         tok = self.vlm.processor.tokenizer
         inputs = batch.on(self.vlm.device)
         with self.vlm.injecting(batch):
@@ -61,13 +83,13 @@ class Sampler:
                 eos_token_id=tok.eos_token_id,
                 suppress_tokens=self.vlm.structural_token_ids(),
             )
-        completions = out[:, inputs["input_ids"].shape[1] :]
+        completions = out[:, inputs["input_ids"].shape[1] :].cpu()
         responses = []
-        for row in completions:
+        for row in completions:  # prompt i's n responses are rows i*n … i*n + n-1
             ends = (row == tok.eos_token_id).nonzero()
             ids = row[: int(ends[0]) + 1] if len(ends) else row
-            responses.append(Response(tok.decode(ids, skip_special_tokens=True), ids.cpu()))
-        return responses
+            responses.append(Response(tok.decode(ids, skip_special_tokens=True), ids))
+        return [responses[i * n : (i + 1) * n] for i in range(len(records))]
 
 
 # per-token processor outputs (rows × sequence); every other output is per image

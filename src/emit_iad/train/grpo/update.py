@@ -5,7 +5,8 @@ micro-batch of responses)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from emit_iad.train.grpo.rollout import (
     token_logp,
 )
 from emit_iad.train.harness import spans
+from emit_iad.train.world import World
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import Batch
 
@@ -38,15 +40,19 @@ class ScoredGroup:
     inputs: GroupInputs
     advantages: torch.Tensor
     batch: Batch
+    weight: float = 1.0  # 0: a stand-in that gives a process as many passes as the others
 
 
 def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Sampler,
-                 pad_id: int) -> tuple[list[ScoredGroup], dict, list[dict]]:  # fmt: skip
+                 pad_id: int, own: Sequence[int] | None = None,
+                 ) -> tuple[list[ScoredGroup], dict, list[dict]]:  # fmt: skip
     """Host side of the update: rewards, group-relative advantages with EMIT's reweighting,
-    the padded group inputs; returns them with the step's reward metrics and a few samples."""
+    the padded group inputs of the groups ``own`` (this process's; None: all); returns them
+    with the reward metrics of *all* the groups (the global batch) and a few samples."""
+    own = set(range(len(groups)) if own is None else own)
     scored, samples, parts_sum = [], [], {}
     all_correct, nonzero, mixed, comp_tokens = [], 0, 0, 0
-    for g in groups:
+    for index, g in enumerate(groups):
         record = g.prompt
         texts = [r.text for r in g.responses]
         cols = {
@@ -61,10 +67,10 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
         nonzero += int(adv.abs().max() > 1e-6)
         mixed += int(any(g.correct) and not all(g.correct))  # the accuracy reward differs
         all_correct += g.correct
-        batch = sampler.prompt_batch(record)
-        gi = group_inputs(batch, g.responses, pad_id)
-        comp_tokens += sum(gi.lengths)
-        scored.append(ScoredGroup(gi, adv, batch))
+        comp_tokens += sum(len(r.ids) for r in g.responses)
+        if index in own:
+            batch = sampler.prompt_batch(record)
+            scored.append(ScoredGroup(group_inputs(batch, g.responses, pad_id), adv, batch))
         samples += [{"question": record["question"], "answer": record["answer"],
                      "completion": t, "reward": r}
                     for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
@@ -96,8 +102,8 @@ def policy_update(
     (``no_sync`` keeps DDP from reducing before the last); returns the loss metrics."""
     device = vlm.device
     micro = config.micro_batch_size or config.group_size
-    n_resp = sum(sg.inputs.size for sg in scored)
-    n_tokens = sum(sum(sg.inputs.lengths) for sg in scored)
+    n_resp = sum(sg.inputs.size for sg in scored if sg.weight)
+    n_tokens = sum(sum(sg.inputs.lengths) for sg in scored if sg.weight)
     for sg in scored:  # the heatmap once per prompt (the vision tower is not trained through it)
         sg.inputs.heatmap = vlm.heatmap(sg.batch)
     old: list[torch.Tensor | None] = [None] * len(scored)
@@ -141,14 +147,15 @@ def policy_update(
                 config.loss_aggregation,
                 normalizer,
             )
-            share = sum(gi.lengths[a:b]) / max(1, n_tokens) / config.mu
+            loss = loss * scored[i].weight
+            share = sum(gi.lengths[a:b]) / max(1, n_tokens) / config.mu * scored[i].weight
             for k, v in m.items():
                 metrics[k] = metrics.get(k, 0.0) + v.detach() * share
             loss = loss + cache.carried(i, last)
             with no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
                 backward(loss)
-        if not chunks:  # nothing to learn: a zero loss still meets the other processes
-            backward(sum(q.sum() * 0 for q in module.parameters() if q.requires_grad))
+        if not chunks:  # nothing to learn, on every process alike (decided on the global batch)
+            continue
         if clip is not None:
             clip()
         optimizer.step()
@@ -195,10 +202,27 @@ class FeatureCache:
 
 def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
            config: GRPOConfig, optimizer, backward, tok, ref_fewshot,
-           no_sync=contextlib.nullcontext, clip=None) -> tuple[dict, list[dict]]:  # fmt: skip
-    """Score the groups, then update the policy; returns step metrics and samples."""
-    scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id)
+           no_sync=contextlib.nullcontext, clip=None,
+           world: World | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+    """Score the global batch's groups, then update the policy on this process's share;
+    returns step metrics (of the global batch: the same on every process) and samples.
+
+    Every process runs as many groups, so as many forward and backward passes: where the
+    groups do not divide evenly, a process short of one repeats one of its groups with weight
+    0 (its gradient is zero; the passes meet DDP's reductions)."""
+    world = world or World()
+    own = list(range(world.rank, len(groups), world.size))
+    scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id,
+                                            own)  # fmt: skip
+    per_process = -(-len(groups) // world.size)
+    while len(scored) < per_process:
+        stand_in = scored[:1] or score_groups(groups[:1], rewards, config, sampler,
+                                              tok.pad_token_id)[0]  # fmt: skip
+        scored.append(dataclasses.replace(stand_in[0], weight=0.0))
     losses = policy_update(module, reference, vlm, scored, config, optimizer, backward,
                            ref_fewshot, no_sync, clip)  # fmt: skip
-    metrics.update({k: float(v) for k, v in losses.items()})  # one host sync per step
+    # the loss metrics of this process's share, averaged over the processes
+    values = world.gather({k: float(v) for k, v in losses.items()})  # one host sync per step
+    for key in values[0]:
+        metrics[key] = sum(v[key] for v in values) / len(values)
     return metrics, samples

@@ -1,0 +1,62 @@
+"""The processes of one launch, as the GRPO loop needs them: who am I, and everyone's objects.
+
+Difficulty-aware GRPO decides on the global batch (EMIT's trainer gathers its dynamic
+sampling over all GPUs): each process samples its share of a round's prompts, the results are
+gathered, and every process then takes the same decisions from the same data. A gather that
+does not return within the process group's timeout stops the run with the rank and the step
+named instead of waiting for ever.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class CollectiveTimeout(RuntimeError):
+    pass
+
+
+def process_rank() -> int:
+    """This process's global rank under a launcher (accelerate, torchrun, DeepSpeed set
+    ``RANK``); 0 when run alone."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    where: Callable[[], str] = field(default=lambda: "")  # e.g. "step 3", for errors
+    timeout_s: float | None = None
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (on every process)."""
+        if self.size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.size
+        try:
+            dist.all_gather_object(out, obj)
+        except RuntimeError as exc:  # gloo/NCCL raise once the process group's timeout passes
+            raise CollectiveTimeout(
+                f"rank {self.rank} of {self.size}, {self.where() or 'GRPO'}: the other processes "
+                f"did not meet within {self.timeout_s or 'the process group'}s "
+                f"(grpo.collective_timeout_s): one of them failed or hangs ({exc})"
+            ) from exc
+        return out
+
+    def share(self, items: list) -> list:
+        """This process's share of a global list (round-robin: the sizes differ by ≤ 1)."""
+        return items[self.rank :: self.size]
+
+    def merge(self, parts: list[list], n: int) -> list:
+        """Inverse of :meth:`share` over everyone's parts: the global list of ``n`` items."""
+        return [parts[i % self.size][i // self.size] for i in range(n)]
