@@ -185,3 +185,17 @@ def test_kedro_session_with_env_qwen_resolves_parameters(project, no_network):
         assert context.params["grpo"]["rewards"]["roam"] == 1.0
         assert context.params["sft"]["epochs"] == 0
         assert "grpo_model" in context.catalog
+
+
+def test_accelerate_configs_leave_accumulation_to_the_stage(monkeypatch):
+    """A launcher config's gradient_accumulation_steps would silently replace grad_accum:
+    none sets it, and a run launched with one that differs refuses to start."""
+    from emit_iad.train.harness import make_accelerator
+
+    for path in [*(ROOT / "conf/gpu").glob("accelerate_*.yaml"),
+                 *(ROOT / "conf/qwen").glob("accelerate_*.yaml")]:  # fmt: skip
+        config = yaml.safe_load(path.read_text())
+        assert "gradient_accumulation_steps" not in (config.get("deepspeed_config") or {}), path
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
+    with pytest.raises(ValueError, match="remove gradient_accumulation_steps"):
+        make_accelerator(grad_accum=2)

@@ -1,4 +1,9 @@
-"""Kedro project settings. kedro-mlflow registers its hooks through its entry point."""
+"""Kedro project settings.
+
+kedro-mlflow's hook is registered here, not through its entry point, so that under a
+multi-process launcher only the main process (RANK 0) opens an MLflow run: one run and one
+registered version per launch (hooks.MainProcessWritesHook keeps the others from writing).
+"""
 
 from kedro.config import OmegaConfigLoader
 
@@ -14,6 +19,11 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-from emit_iad.hooks import CredentialsHook  # noqa: E402
+from kedro_mlflow.framework.hooks import MlflowHook  # noqa: E402
 
-HOOKS = (CredentialsHook(),)
+from emit_iad.hooks import CredentialsHook, MainProcessWritesHook  # noqa: E402
+from emit_iad.train.world import is_main_process  # noqa: E402
+
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")  # as its metadata spells it
+HOOKS = (CredentialsHook(), MainProcessWritesHook(),
+         *((MlflowHook(),) if is_main_process() else ()))  # fmt: skip

@@ -12,16 +12,18 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +38,35 @@ class Position:
 
 
 def make_accelerator(
-    grad_accum: int = 1, mixed_precision: str | bool | None = "no", seed: int = 0
+    grad_accum: int = 1,
+    mixed_precision: str | bool | None = "no",
+    seed: int = 0,
+    timeout_s: float | None = None,
 ) -> Accelerator:
+    """The run's accelerator. ``timeout_s``: how long a collective waits for the other
+    processes before it raises (instead of hanging)."""
     if mixed_precision is False or mixed_precision is None:
         # YAML 1.1 reads an unquoted `no` as false (and `dvc exp run -S` rewrites the file so)
         mixed_precision = "no"
     # cpu=True without a GPU: under torchrun, accelerate then sets up MULTI_CPU over gloo
+    forced = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if forced and forced != str(grad_accum):
+        raise ValueError(
+            f"the accelerate config sets gradient_accumulation_steps {forced}, the stage's "
+            f"grad_accum is {grad_accum}: remove gradient_accumulation_steps from the "
+            "accelerate config (its deepspeed_config) and set the stage's grad_accum"
+        )
+    handlers = []
+    if timeout_s:
+        handlers.append(InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s)))
     acc = Accelerator(
         gradient_accumulation_steps=grad_accum,
         mixed_precision=mixed_precision,
         cpu=not torch.cuda.is_available(),
+        kwargs_handlers=handlers,
+        # the schedules count optimizer steps; a prepared scheduler would otherwise step once
+        # per process per optimizer step (2 processes: twice as fast)
+        step_scheduler_with_optimizer=False,
     )
     set_seed(seed, device_specific=False)
     return acc
@@ -161,6 +182,13 @@ def log_metrics(accelerator: Accelerator, metrics: dict[str, float], step: int) 
 
     if mlflow.active_run() is not None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def param_checksum(module: torch.nn.Module) -> float:
+    """Σ of the trainable parameters (float64): equal on every process while they agree."""
+    with torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in module.parameters()
+                         if p.requires_grad))  # fmt: skip
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -21,6 +21,7 @@ from emit_iad.train.harness import (
     log_metrics,
     lr_schedule,
     make_accelerator,
+    param_checksum,
     run_key,
     spans,
     trainable_parameters,
@@ -259,14 +260,17 @@ def train_sft(
                 if acc.sync_gradients and config.max_grad_norm:
                     acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if acc.sync_gradients:  # one schedule step per optimizer step
+                    scheduler.step()
                 optimizer.zero_grad()
             pos.batch_in_epoch = b + 1
             if not acc.sync_gradients:
                 continue
             pos.step += 1
             loss = acc.gather(loss.detach()[None]).mean().item()
+            sums = acc.gather(torch.tensor([param_checksum(module)], device=acc.device))
             row = {
+                "rank_param_spread": float(sums.max() - sums.min()),  # 0: processes agree
                 "step": pos.step,
                 "epoch": pos.epoch,
                 "loss": loss,

@@ -36,3 +36,16 @@ def test_two_process_grpo_keeps_ranks_identical(tiny_vlm, sets, tmp_path, launch
     rank0 = (tmp_path / "rank0.txt").read_text().split()
     rank1 = (tmp_path / "rank1.txt").read_text().split()
     assert rank0 == rank1 and rank0[1:] == ["2", "2"]  # same parameters, 2 steps, 2 processes
+
+
+def test_a_gather_that_never_meets_stops_with_rank_and_step_named():
+    bin_ = Path(sys.executable).parent
+    cmd = [str(bin_ / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", "29543", str(Path(__file__).with_name("timeout_worker.py"))]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    out = done.stdout + done.stderr
+    assert "STOPPED after" in out, out[-3000:]
+    line = next(x for x in out.splitlines() if "STOPPED after" in x)
+    assert "rank 0 of 2, step 7" in line and "grpo.collective_timeout_s" in line
+    assert int(line.split("after ")[1].split("s")[0]) < 10  # the timeout, not the hang

@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.registry import provenance, register_stage
 
@@ -18,7 +19,8 @@ def train(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataF
     config = GRPOConfig.from_params({k: v for k, v in grpo.items() if k != "checkpoint_dir"})
 
     def bar(total, done):
-        return tqdm(total=total, initial=done, desc="grpo", unit="step")
+        return tqdm(total=total, initial=done, desc="grpo", unit="step",
+                    disable=not is_main_process())  # one bar per launch
 
     model, history, samples = train_grpo(
         sft_model, train_questions, val_questions, config,

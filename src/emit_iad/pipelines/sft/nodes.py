@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.train.sft import SFTConfig, train_sft
+from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.registry import provenance, register_stage
 
@@ -18,7 +19,8 @@ def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.Data
     config = SFTConfig.from_params({k: v for k, v in sft.items() if k != "checkpoint_dir"})
 
     def bar(total, done):
-        return tqdm(total=total, initial=done, desc="sft", unit="step")
+        return tqdm(total=total, initial=done, desc="sft", unit="step",
+                    disable=not is_main_process())  # one bar per launch
 
     model, history = train_sft(
         base_model,
