@@ -4,6 +4,7 @@ against a local server, resume after an interruption, bad entries."""
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,7 +57,7 @@ def test_local_tiny_model_answers_every_question(bench, model_dir, tmp_path):
     assert set(answers[0]) == {"image", "question", "question_type", "correct_answer", "gpt_answer"}
     table = result.tables["base"]
     assert list(table.index) == ["synthetic", "Average"]
-    assert 0 <= table.loc["Average", "Average"] <= 100
+    assert table.loc["Average", "Average"] == table.loc["synthetic", "Average"]  # one dataset
     assert not list((tmp_path / "partial").glob("*.jsonl"))  # finished: nothing to resume
 
 
@@ -82,6 +83,29 @@ def test_openai_model_against_a_local_server_is_scored_exactly(bench, tmp_path):
     assert content[0]["text"].startswith("Following is/are 1 image of normal sample")
     assert [c["type"] for c in content].count("image_url") == 2
     assert first["max_tokens"] == 128 and first["temperature"] == 0.0
+
+
+def test_unreadable_answers_are_scored_in_both_modes_and_counted(bench, tmp_path):
+    """Every anomaly-detection reply is empty (no letter): strict scores AD 0 %, MMAD's mode
+    drops those answers (and the one after each), so it has no AD column; both are reported."""
+    with FakeOpenAI() as server:
+        server.answer = lambda body: ("" if "Is there any defect" in json.dumps(body) else "B")
+        result = evaluate_models(
+            str(bench / "mmad.json"), str(bench),
+            {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
+             "scoring": "mmad", "llm": {"cache_dir": str(tmp_path / "cache")}},
+            {"api_key": "sk-test", "base_url": server.url},
+        )  # fmt: skip
+    answers = pd.DataFrame(result.answers["openai-gpt-4o"])
+    n_ad = int((answers.question_type == "Anomaly Detection").sum())
+    ad = answers[answers.question_type == "Anomaly Detection"]
+    assert n_ad > 0 and ad.gpt_answer.isna().all()
+    assert np.isnan(result.tables["openai-gpt-4o"].loc["synthetic", "Anomaly Detection"])
+    assert result.other["openai-gpt-4o"].loc["synthetic", "Anomaly Detection"] == 0.0
+    metrics = result.metrics()["openai-gpt-4o"]
+    assert metrics["unparsed"] == n_ad and "average_strict" in metrics
+    assert metrics["average_strict"] < metrics["average"]  # strict counts the empties as wrong
+    assert set(result.accuracy().scoring) == {"mmad", "strict"}
 
 
 class Interrupting:

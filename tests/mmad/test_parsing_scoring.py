@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.parsing import is_well_formed, parse_answer
-from emit_iad.mmad.scoring import metrics_of, score_answers, score_reference
+from emit_iad.mmad.scoring import (
+    metrics_of,
+    mmad_counted,
+    score_answers,
+    score_reference,
+    unparsed,
+)
 
 OPTS = ["Yes.", "No."]
 FOUR = ["Scratch.", "Crack.", "Hole.", "Stain."]
@@ -114,8 +120,41 @@ def test_vectorised_scorer_equals_the_loop(rows):
             assert fast.loc[ds, task] == pytest.approx(value), (ds, task)
     for col in [*p.TASKS, "Average"]:
         vals = fast.drop(index="Average")[col].dropna()
-        if len(vals):
-            assert 0 <= fast.loc["Average", col] <= 100
+        if len(vals):  # the final row is the mean over the datasets that have the column
+            assert fast.loc["Average", col] == pytest.approx(vals.mean())
+
+
+def test_mmad_mode_drops_unreadable_answers_and_the_one_after_each():
+    """MMAD's summary.py: HAND's unreadable answer (row 7) is dropped, and so is row 8 (DS2's
+    only AD question, wrong): DS1 object analysis becomes 1/1, DS2 has no AD column."""
+    table = score_answers(pd.DataFrame(HAND), mode="mmad")
+    ds1, ds2 = table.loc["DS1"], table.loc["DS2"]
+    assert ds1[p.OBJECT_ANALYSIS] == 100.0 and ds1["Average"] == pytest.approx(75.0)
+    assert np.isnan(ds2[p.ANOMALY_DETECTION]) and ds2["Average"] == 100.0
+    assert table.loc["Average", "Average"] == pytest.approx(87.5)
+    strict = score_answers(pd.DataFrame(HAND), mode="strict")
+    assert strict.loc["DS1", p.OBJECT_ANALYSIS] == 50.0  # the unreadable answer is wrong
+    assert unparsed(pd.DataFrame(HAND)) == 1
+    with pytest.raises(ValueError, match=r"evaluation\.scoring"):
+        score_answers(pd.DataFrame(HAND), mode="lenient")
+
+
+def summary_py_loop(letters):
+    """The quirk itself: remove from the list being iterated, as MMAD's summary.py does."""
+    items = [{"i": i, "letter": x} for i, x in enumerate(letters)]
+    counted = []
+    for item in items:
+        if item["letter"] not in ("A", "B", "C", "D", "E"):
+            items.remove(item)
+            continue
+        counted.append(item["i"])
+    return counted
+
+
+@given(st.lists(st.sampled_from(["A", "B", "E", None, "F", "", "no"]), max_size=30))
+def test_mmad_counted_equals_summary_py_s_loop(letters):
+    kept = mmad_counted(letters)
+    assert [i for i, k in enumerate(kept) if k] == summary_py_loop(letters)
 
 
 def test_unknown_question_type_is_named():

@@ -59,14 +59,15 @@ class AblationConfig:
 
 
 def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict) -> pd.DataFrame:
-    """MMAD accuracy table (datasets × tasks, with the Average row) of an in-memory model."""
+    """MMAD accuracy table (datasets × tasks, with the Average row) of an in-memory model, in
+    the evaluation's scoring mode (``evaluation.scoring``)."""
     prompt = PromptConfig.from_params(settings.get("prompt"))
     answerer = LocalAnswerer(vlm, prompt, int(settings.get("batch_size", 16)),
                              int(settings.get("max_new_tokens", 128)))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         answers, _ = run_benchmark(questions, answerer, Path(tmp) / "answers.jsonl",
                                    int(settings.get("batch_size", 16)))  # fmt: skip
-    return score_answers(pd.DataFrame(answers))
+    return score_answers(pd.DataFrame(answers), settings.get("scoring", "strict"))
 
 
 def run_ablation(

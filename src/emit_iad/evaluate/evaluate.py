@@ -15,7 +15,7 @@ import pandas as pd
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
 from emit_iad.evaluate.answerers import ModelSpec, make_answerer
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
-from emit_iad.mmad.scoring import metrics_of, score_answers
+from emit_iad.mmad.scoring import SCORING_MODES, metrics_of, score_answers, unparsed
 from emit_iad.vlm.bundle import META_FILE
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.registry import promote
@@ -31,16 +31,32 @@ class Evaluation:
     speed: dict[str, dict] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
     specs: dict[str, ModelSpec] = field(default_factory=dict)  # model label -> where it came from
+    scoring: str = "strict"  # the mode of ``tables``; ``other`` holds the other mode's
+    other: dict[str, pd.DataFrame] = field(default_factory=dict)
+    unparsed: dict[str, int] = field(default_factory=dict)  # answers naming no letter A-E
 
     def accuracy(self) -> pd.DataFrame:
-        """All tables stacked, with ``model`` and ``dataset`` columns."""
-        frames = [t.rename_axis("dataset").reset_index().assign(model=m)
-                  for m, t in self.tables.items()]  # fmt: skip
+        """All tables stacked, with ``model``, ``dataset`` and ``scoring`` columns (the
+        primary mode's rows first)."""
+        other = next(m for m in SCORING_MODES if m != self.scoring)
+        frames = [t.rename_axis("dataset").reset_index().assign(model=m, scoring=mode)
+                  for mode, tables in ((self.scoring, self.tables), (other, self.other))
+                  for m, t in tables.items()]  # fmt: skip
         df = pd.concat(frames, ignore_index=True)
-        return df[["model", "dataset", *[c for c in df.columns if c not in ("model", "dataset")]]]
+        first = ["model", "dataset", "scoring"]
+        return df[[*first, *[c for c in df.columns if c not in first]]]
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        return {m: metrics_of(t) for m, t in self.tables.items()}
+        """Per model: the primary mode's metrics, the other mode's average and the count of
+        unreadable answers."""
+        out = {}
+        for m, t in self.tables.items():
+            out[m] = metrics_of(t)
+            if m in self.other:
+                other = next(x for x in SCORING_MODES if x != self.scoring)
+                out[m][f"average_{other}"] = metrics_of(self.other[m])["average"]
+            out[m]["unparsed"] = float(self.unparsed.get(m, 0))
+        return out
 
 
 def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str, settings: dict) -> str:
@@ -89,7 +105,11 @@ def evaluate_models(
     questions, problems = load_benchmark(mmad_json, image_root, settings.get("on_error", "fail"))
     if questions.empty:
         raise ValueError(f"{mmad_json}: no question left to ask")
-    result = Evaluation(problems=problems)
+    scoring = settings.get("scoring", "strict")
+    if scoring not in SCORING_MODES:
+        raise ValueError(f"evaluation.scoring: {scoring!r}; use one of {SCORING_MODES} "
+                         f"({PARAMS_FILE})")  # fmt: skip
+    result = Evaluation(problems=problems, scoring=scoring)
     work_dir = Path(settings.get("work_dir", "data/07_model_output/partial"))
     batch_size = int(settings.get("batch_size", 16))
     for text in models:
@@ -102,7 +122,12 @@ def evaluate_models(
         bar = (lambda it, n, label=spec.label: progress(it, n, label)) if progress else None
         answers, speed = run_benchmark(questions, answerer, work_file, batch_size, bar)
         result.answers[spec.label] = [{k: a[k] for k in a if k != "raw"} for a in answers]
-        result.tables[spec.label] = score_answers(pd.DataFrame(answers))
+        frame = pd.DataFrame(answers)
+        result.tables[spec.label] = score_answers(frame, scoring)
+        result.other[spec.label] = score_answers(
+            frame, next(m for m in SCORING_MODES if m != scoring)
+        )
+        result.unparsed[spec.label] = unparsed(frame)
         result.speed[spec.label] = speed
         result.specs[spec.label] = spec
         work_file.unlink(missing_ok=True)  # complete: nothing left to resume

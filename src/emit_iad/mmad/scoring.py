@@ -5,6 +5,13 @@ the others) / 2. Object Structure and Object Details are pooled as Object Analys
 average is the mean of its task columns; the final average is the mean over datasets.
 Overkill = 1 − accuracy on normal images, Miss = 1 − accuracy on anomalous ones (Anomaly
 Detection questions). Accuracies are in percent, as MMAD reports them.
+
+Two modes for answers that name no letter A–E (``gpt_answer`` None or another string):
+
+- ``mmad``: as MMAD's ``helper/summary.py``, with which the published numbers were computed. It
+  removes such an answer from the list it is iterating over, so the answer right after each
+  removed one is skipped too; neither is counted.
+- ``strict``: every answer counts; an unreadable one is wrong.
 """
 
 from __future__ import annotations
@@ -15,15 +22,48 @@ import pandas as pd
 from emit_iad.mmad import protocol as p
 
 ANSWER_KEYS = ("image", "question", "question_type", "correct_answer", "gpt_answer")
+SCORING_MODES = ("mmad", "strict")
+VALID = frozenset("ABCDE")
+
+
+def mmad_counted(letters) -> list[bool]:
+    """Which answers MMAD's summary.py counts, in file order: an answer without a letter A–E is
+    dropped, and so is the one after it (removing from a list while iterating over it moves
+    the next item under the loop's index, which then steps past it).
+
+    >>> mmad_counted(["A", None, "B", "C", None, None, "D"])
+    [True, False, False, True, False, False, True]
+    """
+    counted = [False] * len(letters)
+    remaining = list(range(len(letters)))
+    i = 0
+    while i < len(remaining):
+        k = remaining[i]
+        if letters[k] not in VALID:
+            remaining.pop(i)
+        else:
+            counted[k] = True
+        i += 1
+    return counted
+
+
+def unparsed(answers: pd.DataFrame) -> int:
+    """Answers that name no letter A–E."""
+    return int((~answers.gpt_answer.isin(VALID)).sum())
 
 
 def _dataset(image: str) -> str:
     return image.split("/")[0] if "/" in image else ""
 
 
-def score_answers(answers: pd.DataFrame) -> pd.DataFrame:
+def score_answers(answers: pd.DataFrame, mode: str = "strict") -> pd.DataFrame:
     """Accuracy table: rows = datasets + ``Average``; columns = the 7 tasks, ``Average``,
-    ``Overkill``, ``Miss`` (percent). ``answers`` has MMAD's answer keys."""
+    ``Overkill``, ``Miss`` (percent). ``answers`` has MMAD's answer keys, in file order;
+    ``mode``: ``mmad`` or ``strict`` (module docstring)."""
+    if mode not in SCORING_MODES:
+        raise ValueError(f"evaluation.scoring must be one of {SCORING_MODES}, not {mode!r}")
+    if mode == "mmad":
+        answers = answers[mmad_counted(answers.gpt_answer.tolist())]
     a = answers.assign(
         dataset=answers.image.map(_dataset),
         task=answers.question_type.map(p.TASK_OF_TYPE),

@@ -41,6 +41,8 @@ def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions
 
 
 def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFrame):
+    if "scoring" in mmad_accuracy:  # the evaluation's primary scoring mode (its rows come first)
+        mmad_accuracy = mmad_accuracy[mmad_accuracy.scoring == mmad_accuracy.scoring.iloc[0]]
     averages = mmad_accuracy[mmad_accuracy.dataset == "Average"].set_index("model")
     fixed = {label: averages.loc[m, COLUMNS] for m, label in FIXED.items() if m in averages.index}
     table = paper_table(fixed, runs)

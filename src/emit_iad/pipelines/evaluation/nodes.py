@@ -31,7 +31,8 @@ def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict):
     mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in mlflow_metrics.items()}
     radar = radar_chart({m: t.loc["Average"] for m, t in result.tables.items()},
                         evaluation.get("baselines", ["gpt-4o"]))  # fmt: skip
-    heat = heat_table(accuracy.set_index(["model", "dataset"]))
+    primary = accuracy[accuracy.scoring == result.scoring].drop(columns="scoring")
+    heat = heat_table(primary.set_index(["model", "dataset"]))
     report = pd.DataFrame(result.problems, columns=["entry", "reason"])
     return (result.answers, accuracy, dvc_metrics(result), mlflow_metrics, radar, heat,
             per_question(result), report)  # fmt: skip
