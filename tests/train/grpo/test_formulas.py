@@ -56,8 +56,13 @@ def test_cosine_by_hand():
     assert cosine_scaled(50, False, 100) == pytest.approx(-0.75)
     assert cosine_scaled(500, True, 100) == pytest.approx(0.5)  # capped at max_len
     r = REWARDS["cosine"](max_len=10)
-    assert r(["<answer>A</answer>"], answer=["A"], options=OPTS)[0] == pytest.approx(
-        0.5 + 0.25 * (1 + math.cos(math.pi * 1.0)))  # fmt: skip
+    assert r(["<answer>A</answer>"], answer=["A"], options=OPTS, completion_tokens=[10])[0] \
+        == pytest.approx(0.5 + 0.25 * (1 + math.cos(math.pi * 1.0)))  # fmt: skip
+    # correct as the accuracy reward says: a bare letter without <answer> is not correct,
+    # and the length is in tokens (5 of 10: halfway)
+    got = r(["A", "<answer>A</answer>"], answer=["A", "A"], options=OPTS * 2,
+            completion_tokens=[5, 5])  # fmt: skip
+    assert got == pytest.approx([-0.75, 0.75])
 
 
 def test_repetition_by_hand():

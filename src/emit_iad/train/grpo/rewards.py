@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
-from emit_iad.mmad.parsing import answer_tag, is_well_formed, letter_in, parse_answer, think_text
+from emit_iad.mmad.parsing import answer_tag, is_well_formed, letter_in, think_text
 from emit_iad.mmad.protocol import LETTERS
 
 RewardFn = Callable[..., list[float]]
@@ -94,12 +94,22 @@ def cosine_scaled(length: int, correct: bool, max_len: int, min_correct: float =
 
 @register("cosine")
 def cosine_reward(max_len: int = 512, **bounds) -> RewardFn:
-    """Length-aware reward on top of correctness; length in characters of the completion."""
+    """Length-aware reward on top of correctness. Correct means what the accuracy reward
+    means (the question's letter inside ``<answer>``); the length is the completion's tokens
+    (``completion_tokens``, from the sampler; ``max_len`` is in tokens, like
+    ``max_new_tokens``), or its whitespace-separated words where no token counts are given.
 
-    def fn(completions, answer, options, **_):
+    >>> f = cosine_reward(max_len=10)
+    >>> f(["<answer>B</answer>", "B"], answer=["B", "B"], options=[["x", "y"]] * 2,
+    ...   completion_tokens=[0, 10])
+    [1.0, -0.5]
+    """
+
+    def fn(completions, answer, options, completion_tokens=None, **_):
+        lengths = completion_tokens or [len(c.split()) for c in completions]
         return [
-            cosine_scaled(len(c), parse_answer(c, o) == a, max_len, **bounds)
-            for c, a, o in zip(completions, answer, options, strict=True)
+            cosine_scaled(n, answer_letter(c, len(o)) == a, max_len, **bounds)
+            for c, a, o, n in zip(completions, answer, options, lengths, strict=True)
         ]
 
     return fn

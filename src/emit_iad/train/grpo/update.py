@@ -58,6 +58,7 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
         cols = {
             "answer": [record["answer"]] * len(texts),
             "options": [list(record["options"])] * len(texts),
+            "completion_tokens": [len(r.ids) for r in g.responses],
         }
         total, parts = score(texts, cols, rewards)
         for k, v in parts.items():
