@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# Stage order of the workflow (DESIGN.md); stages not written yet are simply absent.
+# Stage order of the workflow (docs/DESIGN.md); stages not written yet are simply absent.
 STAGES = ("ingestion", "descriptions", "qa", "model", "sft", "grpo", "evaluation", "ablation")
 
 

@@ -1,6 +1,6 @@
 """The image index: one row per image of every configured dataset, with its defect geometry.
 
-Columns (see DESIGN.md): dataset, object, split, label, is_anomalous, image_path, mask_path,
+Columns (see docs/DESIGN.md): dataset, object, split, label, is_anomalous, image_path, mask_path,
 width, height, defect_area, defect_region, bbox. ``mask_path`` joins several masks (MVTec-LOCO)
 with ``;``. Paths are the configured root joined with the file's place in the layout, so an
 index built from a relative root stays valid in any clone of the project.
