@@ -2,7 +2,10 @@
 repo (the whole chain, then nothing, then only what a parameter change touches), the MLflow UI
 in a real browser, the results notebook against the catalog."""
 
+import io
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,11 +29,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 STAGES = ("ingestion", "descriptions", "qa", "model", "sft", "grpo", "evaluation", "ablation")
 
 
-def sh(*cmd, cwd):
+def sh(*cmd, cwd, stdout_only=False):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout + done.stderr
+    return done.stdout if stdout_only else done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +157,28 @@ def test_a_local_remote_takes_the_outputs_back(repro, tmp_path):
     assert model.read_text() == before
 
 
+def stale(project) -> set[str]:
+    """Stages `dvc status` reports as changed (the always-run params stage aside)."""
+    out = json.loads(sh("dvc", "status", "--json", cwd=project, stdout_only=True))
+    return {name for name, why in out.items() if why != ["always changed"]}
+
+
 def test_second_repro_runs_nothing_and_a_parameter_reruns_only_its_stage(repro):
     project, _ = repro
     second = sh("dvc", "repro", cwd=project)
-    assert "Running stage" not in second
-    assert "up to date" in second
-    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project)
+    # only the stage that resolves the Kedro environment's parameters runs, and changes nothing
+    assert re.findall(r"Running stage '(\w+)'", second) == ["params"]
+    assert stale(project) == set()
+
+    # an edit in conf/local (or conf/<KEDRO_ENV>), which DVC's params lists do not see, makes
+    # stale exactly the stages whose settings it changes
+    local = project / "conf/local/parameters_evaluation.yml"
+    local.write_text("evaluation:\n  max_new_tokens: 9\n")
+    sh("dvc", "repro", "params", cwd=project)
+    assert stale(project) == {"evaluation", "ablation"}  # ablation reads evaluation's settings
+    local.unlink()
+    sh("dvc", "repro", "params", cwd=project)
+    assert stale(project) == set()
 
     # a parameter of the second stage re-runs only that stage
     params = project / "conf/base/parameters_descriptions.yml"
@@ -180,7 +199,28 @@ def test_dvc_exp_run_gives_the_ablation_and_metrics_diff_compares(repro):
     out = sh("dvc", "exp", "run", "-n", "standard-grpo", "-S",
              "conf/base/parameters_grpo.yml:grpo.difficulty_aware=false", cwd=project)  # fmt: skip
     assert "Running stage 'grpo'" in out and "Running stage 'qa'" not in out
-    shown = sh("dvc", "exp", "show", "--csv", cwd=project)
-    assert "standard-grpo" in shown and "difficulty_aware" in shown
-    diff = sh("dvc", "metrics", "diff", "HEAD", "--all", cwd=project)
-    assert "grpo.average" in diff
+    # the numbers on both sides, not only the names
+    reports = project / "data/08_reporting"
+    now = json.loads((reports / "metrics.json").read_text())["grpo"]["average"]
+    committed = json.loads(sh("git", "show", "HEAD:data/08_reporting/metrics.json",
+                              cwd=project, stdout_only=True))["grpo"]["average"]  # fmt: skip
+    diff = json.loads(sh("dvc", "metrics", "diff", "HEAD", "--all", "--json", cwd=project,
+                         stdout_only=True))  # fmt: skip
+    entry = next(v for f, d in diff.items() if f.endswith("metrics.json")
+                 for k, v in d.items() if k == "grpo.average")  # fmt: skip
+    assert entry["old"] == committed and entry["new"] == now
+    shown = pd.read_csv(io.StringIO(sh("dvc", "exp", "show", "--csv", cwd=project,
+                                       stdout_only=True)))  # fmt: skip
+    column = next(c for c in shown.columns if c.endswith("grpo.average"))
+    rows = shown.set_index("Experiment") if "Experiment" in shown else shown
+    exp = shown[shown.astype(str).apply(lambda r: r.str.contains("standard-grpo").any(), axis=1)]
+    assert len(exp) == 1 and float(exp[column].iloc[0]) == now
+    assert shown[column].notna().sum() >= 2, rows  # the baseline's value too
+    assert any(c.endswith("difficulty_aware") for c in shown.columns)
+    # training curves as data: both revisions' grpo history go into one plot
+    plots = json.loads(sh("dvc", "plots", "diff", "HEAD", "--json", cwd=project,
+                          stdout_only=True))  # fmt: skip
+    problems = [e for e in plots.get("errors", []) if e.get("name") in ("grpo_training", "sft_loss")]
+    assert not problems, problems
+    for name in ("grpo_training", "sft_loss"):  # two runs' curves in one plot
+        assert {"HEAD", "workspace"} <= set(plots["data"][name][0]["revisions"]), name

@@ -6,23 +6,14 @@ registered version per launch (hooks.MainProcessWritesHook keeps the others from
 """
 
 from kedro.config import OmegaConfigLoader
+from kedro_mlflow.framework.hooks import MlflowHook
+
+from emit_iad.config_args import CONFIG_LOADER_ARGS  # shared with dvc_params.py
+from emit_iad.hooks import CredentialsHook, MainProcessWritesHook
+from emit_iad.train.world import is_main_process
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    "config_patterns": {
-        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
-        "mlflow": ["mlflow*", "mlflow*/**"],
-    },
-    # an environment (conf/gpu, conf/local) lists only the parameters it changes
-    "merge_strategy": {"parameters": "soft"},
-}
-
-from kedro_mlflow.framework.hooks import MlflowHook  # noqa: E402
-
-from emit_iad.hooks import CredentialsHook, MainProcessWritesHook  # noqa: E402
-from emit_iad.train.world import is_main_process  # noqa: E402
+__all__ = ["CONFIG_LOADER_ARGS", "CONFIG_LOADER_CLASS", "DISABLE_HOOKS_FOR_PLUGINS", "HOOKS"]
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")  # as its metadata spells it
 HOOKS = (CredentialsHook(), MainProcessWritesHook(),

@@ -22,6 +22,9 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1.0
 
 
+LOSS_METRICS = ("clip_fraction", "kl", "ratio")  # what grpo_loss reports
+
+
 def grpo_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

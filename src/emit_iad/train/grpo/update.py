@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from emit_iad.train.grpo.advantages import emit_advantages
-from emit_iad.train.grpo.loss import grpo_loss
+from emit_iad.train.grpo.loss import LOSS_METRICS, grpo_loss
 from emit_iad.train.grpo.resampling import Group
 from emit_iad.train.grpo.rewards import score
 from emit_iad.train.grpo.rollout import (
@@ -76,7 +77,9 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
                      "completion": t, "reward": r}
                     for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
     n_resp = len(all_correct)
-    metrics = {f"reward/{k}": v / max(1, n_resp) for k, v in parts_sum.items()}
+    # every configured reward gets its column, NaN when no group was kept (a curve has a gap)
+    metrics = {f"reward/{name}": parts_sum.get(name, 0.0) / n_resp if n_resp else math.nan
+               for name, _, _ in rewards}  # fmt: skip
     metrics["accuracy"] = sum(all_correct) / max(1, n_resp)
     metrics["nonzero_advantage_share"] = nonzero / max(1, len(groups))
     # groups whose correctness varies: only these teach *what is correct* (all-right or all-wrong
@@ -224,6 +227,7 @@ def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], r
                            ref_fewshot, no_sync, clip)  # fmt: skip
     # the loss metrics of this process's share, averaged over the processes
     values = world.gather({k: float(v) for k, v in losses.items()})  # one host sync per step
-    for key in values[0]:
-        metrics[key] = sum(v[key] for v in values) / len(values)
+    for key in LOSS_METRICS:  # NaN where nothing was updated: the columns stay the same
+        got = [v[key] for v in values if key in v]
+        metrics[key] = sum(got) / len(got) if got else math.nan
     return metrics, samples

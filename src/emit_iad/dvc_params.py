@@ -1,0 +1,67 @@
+"""DVC stage ``params``: the parameters of the Kedro environment in use, one file per stage.
+
+``python -m emit_iad.dvc_params [folder]`` resolves ``parameters*`` the way a
+``kedro run`` in this shell would: conf/base, merged with ``KEDRO_ENV``'s folder (default
+``local``). It writes ``<folder>/<stage>.yml`` with each stage's blocks, and each DVC stage
+depends on its own file. Edits in conf/gpu, conf/qwen or conf/local, or another
+``KEDRO_ENV``, therefore rerun exactly the stages whose settings changed; DVC's own
+``params:`` lists see conf/base only. A file is rewritten only when its content changes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+from kedro.config import OmegaConfigLoader
+
+from emit_iad.atomic import atomic_file
+from emit_iad.config_args import CONFIG_LOADER_ARGS
+
+# the parameter blocks each stage reads
+STAGE_PARAMS = {
+    "ingestion": ("ingestion",),
+    "descriptions": ("descriptions",),
+    "qa": ("qa",),
+    "model": ("model",),
+    "sft": ("sft",),
+    "grpo": ("grpo",),
+    "evaluation": ("evaluation",),
+    "ablation": ("grpo", "evaluation", "ablation"),
+}
+HEADER = ("# Written by `dvc repro` (stage params) from the Kedro environment {env!r}; "
+          "do not edit:\n# change conf/base, conf/<env> or conf/local instead.\n")  # fmt: skip
+
+
+def resolve(conf: str | Path = "conf", env: str | None = None) -> dict:
+    loader = OmegaConfigLoader(str(conf), env=env or "local", **CONFIG_LOADER_ARGS)
+    return loader["parameters"]
+
+
+def write(folder: str | Path, params: dict, env: str) -> list[str]:
+    """Per-stage files; returns the stages whose file changed."""
+    folder = Path(folder)
+    changed = []
+    for stage, keys in STAGE_PARAMS.items():
+        text = yaml.safe_dump({k: params.get(k) for k in keys}, sort_keys=True)
+        path = folder / f"{stage}.yml"
+        body = HEADER.format(env=env) + text
+        if path.is_file() and path.read_text().split("\n", 2)[-1] == body.split("\n", 2)[-1]:
+            continue  # same settings (perhaps from another environment): leave it untouched
+        with atomic_file(path) as fh:
+            fh.write(body)
+        changed.append(stage)
+    return changed
+
+
+def main(argv: list[str]) -> None:
+    folder = argv[0] if argv else "conf/resolved"
+    env = os.environ.get("KEDRO_ENV") or "local"
+    changed = write(folder, resolve("conf", env), env)
+    print(f"parameters of environment {env!r}: changed for {changed or 'no stage'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
