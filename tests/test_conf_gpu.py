@@ -171,7 +171,7 @@ def test_kedro_session_with_env_gpu_resolves_parameters_and_catalog(project, no_
         assert context.params["model"]["name_or_path"] == "OpenGVLab/InternVL3-8B-hf"
         assert context.params["grpo"]["trainable"] == ["lora", "aligner", "fewshot"]
         assert context.params["sft"]["val_max_questions"] == 8  # conf/base of the small copy
-        assert "grpo_model" in context.catalog
+        assert "grpo_model@vlm" in context.catalog
 
 
 def test_kedro_session_with_env_qwen_resolves_parameters(project, no_network):
@@ -184,7 +184,7 @@ def test_kedro_session_with_env_qwen_resolves_parameters(project, no_network):
         assert context.params["model"]["name_or_path"] == "Qwen/Qwen2.5-VL-3B-Instruct"
         assert context.params["grpo"]["rewards"]["roam"] == 1.0
         assert context.params["sft"]["epochs"] == 0
-        assert "grpo_model" in context.catalog
+        assert "grpo_model@vlm" in context.catalog
 
 
 def test_accelerate_configs_leave_accumulation_to_the_stage(monkeypatch):

@@ -1,4 +1,5 @@
-"""The champion alias: the evaluation stage points it at the best MMAD average so far."""
+"""The champion aliases: the evaluation stage points them at the best MMAD average so far on
+the benchmark it scored (``champion-<benchmark>`` and ``champion``)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,26 @@ def test_champion_follows_the_best_average_so_far(client):
     # re-scoring replaces the score in the description instead of appending a second one
     assert promote(NAME, r3, 60.0, "test_benchmark")["champion"] == 3
     assert client.get_model_version(NAME, "3").description.count("MMAD") == 1
+
+
+def alias(client, name):
+    return int(client.get_model_version_by_alias(NAME, name).version)
+
+
+def test_champions_compare_within_one_benchmark_and_experiments_move_none(client):
+    r1, r2, r3 = new_version(client), new_version(client), new_version(client)
+    promote(NAME, r1, 70.0, "synthetic-aaaa1111")
+    # a lower score on the real benchmark is not beaten by the synthetic 70
+    assert promote(NAME, r2, 45.0, "MMAD-bbbb2222")["champion"] == 2
+    assert alias(client, "champion-synthetic-aaaa1111") == 1
+    assert alias(client, "champion-MMAD-bbbb2222") == 2 and alias(client, "champion") == 2
+    v1 = client.get_model_version(NAME, "1")
+    assert v1.tags["mmad_average.synthetic-aaaa1111"] == "70.00"
+    assert "mmad_average.MMAD-bbbb2222" not in v1.tags
+    # an experiment (move_alias false) records its score, moves nothing
+    out = promote(NAME, r3, 90.0, "MMAD-bbbb2222", move_alias=False)
+    assert out["champion"] == 3 and alias(client, "champion-MMAD-bbbb2222") == 2
+    assert client.get_model_version(NAME, "3").tags["mmad_average.MMAD-bbbb2222"] == "90.00"
 
 
 def test_no_version_from_that_run_means_no_alias(client):

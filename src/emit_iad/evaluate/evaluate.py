@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -92,7 +93,11 @@ def evaluate_models(
     settings: dict,
     credentials: dict | None = None,
     progress: Callable | None = None,
+    stage_folders: dict[str, str] | None = None,
 ) -> Evaluation:
+    """Answer and score the benchmark with every model of ``settings["models"]``; a stage
+    name (base, sft, grpo) is the folder ``stage_folders`` gives (the catalog's), else
+    ``<models_dir>/<stage>``."""
     models = settings.get("models") or []
     if not models:
         raise ValueError(f"evaluation.models is empty in {PARAMS_FILE}")
@@ -114,6 +119,8 @@ def evaluate_models(
     batch_size = int(settings.get("batch_size", 16))
     for text in models:
         spec = ModelSpec.parse(text, settings.get("models_dir", "data/06_models"))
+        if spec.kind == "stage" and stage_folders and spec.label in stage_folders:
+            spec = dataclasses.replace(spec, ref=stage_folders[spec.label])
         if spec.label in result.answers:
             raise ValueError(f"evaluation.models names {spec.label!r} twice")
         answerer = make_answerer(spec, settings, prompt, credentials or {}, knowledge)
@@ -147,10 +154,20 @@ def log_on_training_run(run_id: str | None, average: float) -> None:
         log.info("could not log mmad/average on run %s: %s", run_id, exc)
 
 
-def promote_champions(evaluation: Evaluation, benchmark: str) -> dict[str, dict]:
+def benchmark_id(mmad_json: str | Path) -> str:
+    """A benchmark's identity: its folder's name and a digest of its questions, so that scores
+    on another benchmark (or another version of this one) are never compared."""
+    path = Path(mmad_json)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    return f"{path.parent.name}-{digest}"
+
+
+def promote_champions(evaluation: Evaluation, benchmark: str,
+                      move_alias: bool = True) -> dict[str, dict]:  # fmt: skip
     """For every stage model (sft, grpo) trained in a tracked run: record its MMAD average on
-    its registered version ``emit-iad-<stage>`` and move the ``champion`` alias to the best
-    version so far. Returns what was done, per model label."""
+    its registered version ``emit-iad-<stage>`` and move the champion aliases to the best
+    version on this benchmark (``move_alias`` false: record only). Returns what was done, per
+    model label."""
     done = {}
     for label, spec in evaluation.specs.items():
         meta_path = Path(spec.ref) / META_FILE
@@ -159,7 +176,7 @@ def promote_champions(evaluation: Evaluation, benchmark: str) -> dict[str, dict]
         run_id = json.loads(meta_path.read_text()).get("mlflow_run_id")
         average = float(evaluation.tables[label].loc["Average", "Average"])
         log_on_training_run(run_id, average)
-        outcome = promote(f"emit-iad-{label}", run_id, average, benchmark)
+        outcome = promote(f"emit-iad-{label}", run_id, average, benchmark, move_alias)
         if outcome is None:
             log.info("%s: no registered version from run %s; no champion alias set", label, run_id)
             continue

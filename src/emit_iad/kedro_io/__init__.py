@@ -2,6 +2,6 @@
 Kedro)."""
 
 from emit_iad.kedro_io.mmad_benchmark import MMADBenchmarkDataset
-from emit_iad.kedro_io.vlm_directory import VLMDirectoryDataset
+from emit_iad.kedro_io.vlm_directory import ModelFolderDataset, VLMDirectoryDataset
 
-__all__ = ["MMADBenchmarkDataset", "VLMDirectoryDataset"]
+__all__ = ["MMADBenchmarkDataset", "ModelFolderDataset", "VLMDirectoryDataset"]

@@ -37,3 +37,26 @@ class VLMDirectoryDataset(AbstractDataset[VLM, VLM]):
 
     def save(self, data: VLM) -> None:
         data.save(self._folder)
+
+
+class ModelFolderDataset(AbstractDataset[str, None]):
+    """The same model folder as a :class:`VLMDirectoryDataset`, read as its path only (Kedro
+    transcoding: ``grpo_model@vlm`` / ``grpo_model@folder``). The evaluation stage takes the
+    stage models this way: Kedro then orders it after the stages that write them, and Kedro-Viz
+    draws the edges, without loading every model at once. Read-only."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._folder = Path(filepath)
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._folder)}
+
+    def _exists(self) -> bool:
+        return (self._folder / "emit_iad.json").is_file()
+
+    def load(self) -> str:
+        return str(self._folder)  # a stage not written yet is reported when it is evaluated
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"{self._folder}: a model folder is written through its @vlm entry")

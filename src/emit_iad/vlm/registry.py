@@ -6,6 +6,7 @@ evaluation stage downloads the directory from the same URI and loads it natively
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -78,9 +79,18 @@ def register_stage(vlm: VLM, history, name: str, summary: str) -> dict:
     return {"registered_version": {"value": float(version or 0), "step": 0}}
 
 
-def promote(name: str, run_id: str | None, average: float, benchmark: str) -> dict | None:
-    """Record an MMAD average on the version of ``name`` registered by run ``run_id`` (tag and
-    description) and point the ``champion`` alias at the best-scoring version so far.
+def alias_for(benchmark: str) -> str:
+    """The per-benchmark champion alias (MLflow allows letters, digits, ``_`` and ``-``)."""
+    return "champion-" + re.sub(r"[^A-Za-z0-9_-]", "-", benchmark)
+
+
+def promote(name: str, run_id: str | None, average: float, benchmark: str,
+            move_alias: bool = True) -> dict | None:  # fmt: skip
+    """Record an MMAD average on the version of ``name`` registered by run ``run_id`` (tags
+    and description) and point the champion aliases at the best-scoring version *on this
+    benchmark*: ``champion-<benchmark>``, and ``champion`` (versions scored on other benchmarks
+    are not compared). ``move_alias`` false (a ``dvc exp run``): the score is recorded, no
+    alias moves.
 
     Returns {version, champion, champion_average}, or None when no such version exists (the
     model was trained outside a tracked run, or the registry was reset).
@@ -96,7 +106,9 @@ def promote(name: str, run_id: str | None, average: float, benchmark: str) -> di
     if not mine:
         return None
     version = max(mine, key=lambda v: int(v.version))
+    key = f"mmad_average.{benchmark}"
     client.set_model_version_tag(name, version.version, "mmad_average", f"{average:.2f}")
+    client.set_model_version_tag(name, version.version, key, f"{average:.2f}")
     client.set_model_version_tag(name, version.version, "mmad_benchmark", benchmark)
     described = (version.description or "").split(" | MMAD")[0]
     client.update_model_version(
@@ -104,9 +116,11 @@ def promote(name: str, run_id: str | None, average: float, benchmark: str) -> di
         version.version,
         description=f"{described} | MMAD average {average:.1f} on {benchmark}",
     )
-    scores = {int(v.version): float(v.tags["mmad_average"]) for v in versions
-              if "mmad_average" in v.tags and v.version != version.version}  # fmt: skip
+    scores = {int(v.version): float(v.tags[key]) for v in versions
+              if key in v.tags and v.version != version.version}  # fmt: skip
     scores[int(version.version)] = average
     best = max(scores, key=lambda v: (scores[v], v))  # ties: the newer version
-    client.set_registered_model_alias(name, "champion", str(best))
+    if move_alias:
+        client.set_registered_model_alias(name, alias_for(benchmark), str(best))
+        client.set_registered_model_alias(name, "champion", str(best))
     return {"version": int(version.version), "champion": best, "champion_average": scores[best]}

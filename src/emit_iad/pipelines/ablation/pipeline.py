@@ -7,7 +7,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(train_and_score,
-                 ["sft_model", "train_questions", "val_questions", "test_benchmark",
+                 ["sft_model@vlm", "train_questions", "val_questions", "test_benchmark",
                   "params:grpo", "params:evaluation", "params:ablation"],
                  ["ablation_runs", "ablation_history"], name="train_and_score_variants"),
             Node(report, ["mmad_accuracy", "ablation_runs", "ablation_history"],

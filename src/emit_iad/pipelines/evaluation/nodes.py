@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.evaluate import dvc_metrics, evaluate_models, per_question
-from emit_iad.evaluate.evaluate import promote_champions
+from emit_iad.evaluate.evaluate import benchmark_id, promote_champions
 from emit_iad.evaluate.report import heat_table, radar_chart
 
 
-def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict):
+def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict,
+             base_model: str, sft_model: str, grpo_model: str):  # fmt: skip
+    """The stage models come as the catalog's folders (``<stage>_model@folder``)."""
+    folders = {"base": base_model, "sft": sft_model, "grpo": grpo_model}
     mmad_json = evaluation.get("mmad_json") or test_benchmark["mmad_json"]
     image_root = evaluation.get("image_root") or test_benchmark["image_root"]
 
     def bar(items, total, label):
         return tqdm(items, total=total, desc=f"MMAD {label}", unit="batch")
 
-    result = evaluate_models(mmad_json, image_root, evaluation, openai_credentials, bar)
-    promote_champions(result, Path(mmad_json).parent.name)
+    result = evaluate_models(mmad_json, image_root, evaluation, openai_credentials, bar, folders)
+    # a `dvc exp run` (DVC sets DVC_EXP_NAME) records its scores but moves no alias, unless asked
+    experiment = bool(os.environ.get("DVC_EXP_NAME"))
+    move = not experiment or bool(evaluation.get("promote_in_experiments", False))
+    promote_champions(result, benchmark_id(mmad_json), move)
     accuracy = result.accuracy()
     metrics = result.metrics()
     primary = list(metrics)[-1]  # the last model listed (the newest stage)

@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 evaluate,
-                ["test_benchmark", "params:evaluation", "openai_credentials"],
+                ["test_benchmark", "params:evaluation", "openai_credentials",
+                 "base_model@folder", "sft_model@folder", "grpo_model@folder"],
                 ["mmad_answers", "mmad_accuracy", "mmad_metrics", "evaluation_metrics",
                  "mmad_radar", "mmad_heat_table", "mmad_per_question", "evaluation_report"],
                 name="evaluate",

@@ -7,8 +7,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(build_model, ["train_questions", "val_questions", "descriptions", "params:model"],
-                 "base_model", name="build_model"),
-            Node(check_heatmap, ["base_model", "test_questions", "params:model"],
+                 "base_model@vlm", name="build_model"),
+            Node(check_heatmap, ["base_model@vlm", "test_questions", "params:model"],
                  ["model_metrics", "heatmap_overlays"], name="check_heatmap"),
         ]
     )  # fmt: skip
