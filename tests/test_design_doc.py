@@ -14,7 +14,9 @@ DESIGN = ROOT / "docs/DESIGN.md"
 def test_design_names_every_dataset_and_stage():
     text = DESIGN.read_text()
     catalog = yaml.safe_load((ROOT / "conf/base/catalog.yml").read_text())
-    missing = [name for name in catalog if f"`{name}`" not in text]
+    # a transcoded entry (grpo_model@vlm / @folder) is described under its dataset's name
+    missing = sorted({name.split("@")[0] for name in catalog} - {
+        name for name in {n.split("@")[0] for n in catalog} if f"`{name}`" in text})
     assert not missing, f"docs/DESIGN.md does not describe catalog datasets {missing}"
     assert all(f"| `{stage}` |" in text for stage in STAGES)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.grpo.rewards import REWARDS
 from emit_iad.vlm.bundle import VLM
 from tests.helpers import StopAt
 
@@ -25,11 +26,19 @@ def small(**kw):
     return GRPOConfig(**{**base, **kw})
 
 
+# The untrained tiny model never writes a valid <answer>, and at 12 new tokens every reply is
+# cut at the same length: every built-in reward is then equal within a group. A reward of the
+# registry's own kind that varies with the reply's text gives the update something to learn.
+REWARDS.setdefault("test_letters", lambda: lambda completions, **_: [
+    sum(ch.isalpha() for ch in c) / 50 for c in completions])  # fmt: skip
+
+
 def test_a_few_steps_change_the_lora_adapter_and_log_every_metric(tiny_vlm, questions, tmp_path):
     tiny_vlm.save(tmp_path / "base")
     vlm = VLM.load(tmp_path / "base")
     vlm.meta["base_model"] = str(tmp_path / "base")
-    config = small(trainable=("lora", "fewshot"), beta=0.05)
+    config = small(trainable=("lora", "fewshot"), beta=0.05,
+                   rewards={"accuracy": 3.0, "format": 1.0, "test_letters": 1.0})  # fmt: skip
     out, history, samples = train_grpo(
         vlm, questions, questions.iloc[:0], config, str(tmp_path / "c")
     )
@@ -54,7 +63,7 @@ def test_a_few_steps_change_the_lora_adapter_and_log_every_metric(tiny_vlm, ques
         assert key in history.columns, key
     assert len(history) == 2 and len(samples) > 0
     assert history.nonzero_advantage_share.gt(0).all()
-    assert history.accuracy_signal_share.between(0, 1).all()
+    assert (history.accuracy_signal_share == 0).all()  # no reply is ever right: no accuracy signal
     out.save(tmp_path / "grpo")
     assert (tmp_path / "grpo/adapter_config.json").is_file()
 
