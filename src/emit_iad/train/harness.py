@@ -184,6 +184,17 @@ def log_metrics(accelerator: Accelerator, metrics: dict[str, float], step: int) 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
+def log_jsonl(accelerator: Accelerator, rows: list[dict], artifact_file: str) -> None:
+    """``rows`` as one JSON-lines artifact of the kedro-mlflow run (main process only)."""
+    if not accelerator.is_main_process or not rows:
+        return
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        text = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+        mlflow.log_text(text, artifact_file)
+
+
 def param_checksum(module: torch.nn.Module) -> float:
     """Σ of the trainable parameters (float64): equal on every process while they agree."""
     with torch.no_grad():

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.parsing import is_well_formed, parse_answer
@@ -27,6 +28,7 @@ from emit_iad.train.harness import (
     trainable_parameters,
 )
 from emit_iad.train.targets import target
+from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.loading import add_lora, enable_checkpointing, set_trainable
@@ -149,7 +151,9 @@ def validate(
     records = [r for _, r in questions.iterrows()]
     rows = []
     tok = vlm.processor.tokenizer
-    for i in range(0, len(records), batch_size):
+    starts = range(0, len(records), batch_size)
+    for i in tqdm(starts, desc="validation", unit="batch", leave=False,
+                  disable=not is_main_process()):  # fmt: skip
         chunk = records[i : i + batch_size]
         batch = vlm.collate(chunk, prompt)
         texts = vlm.generate(

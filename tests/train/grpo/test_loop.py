@@ -1,5 +1,7 @@
 """A few real GRPO steps on the tiny model: LoRA changes, kill-and-resume equality, bad input."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -139,3 +141,32 @@ def test_probe_measures_the_same_val_prompts_before_and_after_without_changing_t
     for (name, a), (_, b) in zip(runs[0][0].model.named_parameters(),
                                  runs[3][0].model.named_parameters(), strict=True):  # fmt: skip
         assert torch.equal(a, b), name  # the probe has its own RNG stream
+
+
+def test_every_step_logs_its_completions_with_their_rewards(tiny_vlm, questions, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    import json
+
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            train_grpo(tiny_vlm.__class__.load(_saved(tiny_vlm, tmp_path)), questions,
+                       questions.iloc[:0], small(probe_prompts=0), str(tmp_path / "c"))  # fmt: skip
+        folder = mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                     artifact_path="completions")  # fmt: skip
+    finally:
+        mlflow.set_tracking_uri(None)
+    files = sorted(p.name for p in Path(folder).iterdir())
+    assert files == ["step_000001.jsonl", "step_000002.jsonl"]
+    rows = [json.loads(x) for x in (Path(folder) / files[0]).read_text().splitlines()]
+    assert len(rows) == 2 * 4  # batch 2 prompts x G 4, every completion
+    assert {"step", "question", "completion", "reward", "correct", "reward/accuracy"} <= set(rows[0])
+    assert all(r["step"] == 1 for r in rows)
+
+
+def _saved(vlm, tmp_path):
+    vlm.save(tmp_path / "base")
+    return tmp_path / "base"

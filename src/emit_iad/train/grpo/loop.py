@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from emit_iad.mmad import protocol as p
 from emit_iad.params import reject_unknown
@@ -32,6 +33,7 @@ from emit_iad.train.grpo.update import update
 from emit_iad.train.harness import (
     Checkpointer,
     Position,
+    log_jsonl,
     log_metrics,
     lr_schedule,
     make_accelerator,
@@ -240,7 +242,9 @@ def train_grpo(
         so training is the same with or without it."""
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            hits = [correct(r, x) for r in probe for x in sampler(r, config.group_size)]
+            bar_ = tqdm(probe, desc="probe", unit="prompt", leave=False,
+                        disable=not acc.is_main_process)  # fmt: skip
+            hits = [correct(r, x) for r in bar_ for x in sampler(r, config.group_size)]
         return sum(hits) / max(1, len(hits))
 
     # Eval mode throughout (gradients still flow): no dropout, and the few-shot BatchNorm keeps
@@ -295,6 +299,9 @@ def train_grpo(
         )
         history.append({"step": pos.step, **metrics})
         log_metrics(acc, {f"grpo/{k}": v for k, v in metrics.items()}, pos.step)
+        # every completion of the step with its rewards, as TRL logs them (one file per step)
+        log_jsonl(acc, [{"step": pos.step, **s} for s in step_samples],
+                  f"completions/step_{pos.step:06d}.jsonl")  # fmt: skip
         if config.sample_table_every and pos.step % config.sample_table_every == 0:
             samples += [{"step": pos.step, **s} for s in step_samples[:8]]
         if bar is not None:

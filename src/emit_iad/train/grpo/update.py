@@ -73,9 +73,11 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
         if index in own:
             batch = sampler.prompt_batch(record)
             scored.append(ScoredGroup(group_inputs(batch, g.responses, pad_id), adv, batch))
+        rows = zip(texts, total, g.correct, strict=True)
         samples += [{"question": record["question"], "answer": record["answer"],
-                     "completion": t, "reward": r}
-                    for t, r in zip(texts[:2], total[:2], strict=False)]  # fmt: skip
+                     "completion": t, "reward": r, "correct": ok, "rounds": g.rounds,
+                     **{f"reward/{k}": v[j] for k, v in parts.items()}}
+                    for j, (t, r, ok) in enumerate(rows)]  # fmt: skip
     n_resp = len(all_correct)
     # every configured reward gets its column, NaN when no group was kept (a curve has a gap)
     metrics = {f"reward/{name}": parts_sum.get(name, 0.0) / n_resp if n_resp else math.nan
