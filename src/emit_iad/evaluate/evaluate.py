@@ -193,6 +193,7 @@ def per_question(evaluation: Evaluation) -> pd.DataFrame:
 
 
 def dvc_metrics(evaluation: Evaluation) -> dict:
-    """``metrics.json`` for DVC: per model the average and the 7 tasks (rounded)."""
-    return json.loads(json.dumps({m: {k: round(v, 2) for k, v in d.items()}
-                                  for m, d in evaluation.metrics().items()}))  # fmt: skip
+    """``metrics.json`` for DVC: per model the average and the 7 tasks (rounded); a value that
+    is not a number (a mode with nothing left to score) is left out, so the file is JSON."""
+    return {m: {k: round(v, 2) for k, v in d.items() if v == v}
+            for m, d in evaluation.metrics().items()}  # fmt: skip
