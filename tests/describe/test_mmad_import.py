@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -5,6 +6,7 @@ import pytest
 
 from emit_iad.describe import DescribeConfig, synthesize_descriptions
 from emit_iad.describe.mmad import MMADKnowledgeError, load_domain_knowledge, split_entry
+from emit_iad.describe.synthesize import DescriptionsFailed
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared/fixtures/mmad/domain_knowledge.json"
 needs_fixture = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"{FIXTURE} not beside the repo")
@@ -30,6 +32,11 @@ def test_mmad_backend_maps_dataset_names_and_reports_what_is_missing():
     )  # fmt: skip
     config = DescribeConfig(backend="mmad", mmad={"domain_knowledge": str(FIXTURE)},
                             instances_per_object=2)  # fmt: skip
+    # 1 of 6 missing is above the default 10 %: the stage stops, naming it ...
+    with pytest.raises(DescriptionsFailed, match=r"1 of 6 descriptions failed.*not_in_mmad"):
+        synthesize_descriptions(index, config)
+    # ... and with a looser threshold it reports it
+    config = dataclasses.replace(config, max_failed_share=0.5)
     out = synthesize_descriptions(index, config)
     mmad_rows = out.table[out.table.backend == "mmad"]
     assert sorted(mmad_rows.kind + ":" + mmad_rows.defect.fillna("-")) == [

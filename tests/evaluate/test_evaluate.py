@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from emit_iad.evaluate import evaluate_models
-from emit_iad.evaluate.answerers import LocalAnswerer, ModelSpec
+from emit_iad.evaluate.answerers import AnswerFailed, LocalAnswerer, ModelSpec
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
 from emit_iad.kedro_io import MMADBenchmarkDataset
 from emit_iad.mmad.format import benchmark_files, to_mmad
@@ -172,3 +172,13 @@ def test_model_specs():
     assert ModelSpec.parse("openai:gpt-4o").kind == "openai"
     assert ModelSpec.parse("models:/emit-iad-grpo@champion").label == "emit-iad-grpo-champion"
     assert ModelSpec.parse("/models/InternVL3-8B-hf").label == "InternVL3-8B-hf"
+
+
+def test_an_evaluation_on_a_dead_endpoint_stops_instead_of_scoring_empty_answers(bench, tmp_path):
+    from tests.describe.test_outage import DEAD, dead_url
+
+    settings = {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
+                "llm": {**DEAD, "cache_dir": str(tmp_path / "cache")}}  # fmt: skip
+    with pytest.raises(AnswerFailed, match="endpoint failed after its retries"):
+        evaluate_models(str(bench / "mmad.json"), str(bench), settings,
+                        {"api_key": "sk-x", "base_url": dead_url()})  # fmt: skip

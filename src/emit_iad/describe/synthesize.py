@@ -35,6 +35,9 @@ class DescribeConfig:
     image_max_side: int = 512
     mmad: dict = field(default_factory=dict)
     llm: dict = field(default_factory=dict)
+    # more failed descriptions than this share (or all of them) stop the stage, its previous
+    # outputs untouched: an outage is not a result
+    max_failed_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -103,9 +106,30 @@ def synthesize_descriptions(
         rows, problems, usage = _openai(tasks, config, credentials or {}, progress)
     table = pd.DataFrame(rows, columns=DESCRIPTION_COLUMNS)
     report = pd.DataFrame(problems, columns=REPORT_COLUMNS)
+    check_failures(len(report), len(tasks), config, report)
     if len(report):
         log.warning("%d description(s) could not be made; see the descriptions report", len(report))
     return Outcome(table, report, usage)
+
+
+class DescriptionsFailed(RuntimeError):
+    pass
+
+
+def check_failures(failed: int, total: int, config: DescribeConfig, report: pd.DataFrame) -> None:
+    """Raise when every description, or more than ``max_failed_share`` of them, failed."""
+    if not total or not failed:
+        return
+    if failed < total and failed / total <= config.max_failed_share:
+        return
+    reasons = "; ".join(sorted(set(report["reason"].astype(str)))[:3])
+    raise DescriptionsFailed(
+        f"{failed} of {total} descriptions failed ({config.backend} backend; e.g. {reasons}), "
+        f"more than descriptions.max_failed_share {config.max_failed_share:g} ({PARAMS_FILE}). "
+        "Nothing was written: the previous descriptions stay as they were. Fix the cause (the "
+        "endpoint, the key, the MMAD file) and run `kedro run --pipelines=descriptions` again; "
+        "replies already received are cached and not paid for twice."
+    )
 
 
 def _mmad(tasks, index, settings: dict) -> tuple[list[dict], list[dict]]:

@@ -79,6 +79,10 @@ def openai_messages(record, prompt: PromptConfig, knowledge: str | None, max_sid
     return [messages[0], {"role": "user", "content": content}]
 
 
+class AnswerFailed(RuntimeError):
+    pass
+
+
 class OpenAIAnswerer:
     """Any OpenAI-compatible endpoint through the shared client (cache, retries, budget)."""
 
@@ -99,8 +103,14 @@ class OpenAIAnswerer:
             for r in records
         ]
         out = []
-        for res in self.client.map(jobs):
-            out.append(res.value if hasattr(res, "value") else "")  # a failure answers nothing
+        for r, res in zip(records, self.client.map(jobs), strict=True):
+            if not hasattr(res, "value"):  # a failed request is not an (empty) answer
+                raise AnswerFailed(
+                    f"question {r.get('id', r.get('question', '?'))!r}: the endpoint failed after "
+                    f"its retries ({getattr(res, 'reason', res)}). The answers so far are kept "
+                    "in evaluation.work_dir; run the evaluation again to resume from there."
+                )
+            out.append(res.value)
         return out
 
 
