@@ -146,16 +146,34 @@ def _break(bench, tmp_path, how):
         data[key]["conversation"][0]["type"] = "Vibes"
     elif how == "six options":
         data[key]["conversation"][0]["Options"] = {c: f"o{c}." for c in "ABCDEF"}
+    elif how == "template outside the root":
+        secret = tmp_path / "outside" / "secret.png"
+        secret.parent.mkdir()
+        shutil.copy(folder / key, secret)
+        data[key]["similar_templates"] = ["../outside/secret.png"]
+    elif how == "absolute template":
+        data[key]["similar_templates"] = ["/etc/passwd"]
+    elif how == "truncated image":
+        image = folder / key
+        image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    elif how == "answer not an option":
+        data[key]["conversation"][0]["Answer"] = "G"
     (folder / "mmad.json").write_text(json.dumps(data) if how != "malformed" else "{")
     return folder, key
 
 
-@pytest.mark.parametrize("how", ["missing image", "unknown type", "six options"])
+BAD = {"missing image": "not found", "unknown type": "Vibes", "six options": "max 5",
+       "template outside the root": "outside image_root", "absolute template": "outside image_root",
+       "truncated image": "cannot be read", "answer not an option": "'G' is not one of"}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", sorted(BAD))
 def test_bad_entries_fail_with_the_entry_named_or_are_skipped(bench, tmp_path, how):
     folder, key = _break(bench, tmp_path, how)
     with pytest.raises((ValueError, FileNotFoundError)) as info:
         load_benchmark(folder / "mmad.json", folder)
     assert key in str(info.value) and "on_error: skip" in str(info.value)
+    assert BAD[how] in str(info.value)
     questions, problems = load_benchmark(folder / "mmad.json", folder, on_error="skip")
     assert [p["entry"] for p in problems] == [key]
     assert key not in set(questions.query_key) and len(questions) > 0

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.format import from_mmad, read_mmad
@@ -29,17 +30,21 @@ def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str 
     if on_error not in ("fail", "skip"):
         raise ValueError("evaluation.on_error must be 'fail' or 'skip'")
     data = read_mmad(mmad_json)
+    root = Path(image_root).resolve()
     problems: list[dict] = []
     frames = []
+    readable: dict[Path, str | None] = {}  # each image decoded once
     for key in sorted(data):
         try:
             q = from_mmad({key: data[key]}, image_root)
             for r in q.itertuples():
                 if r.type not in p.QUESTION_TYPES:
                     raise ValueError(f"entry {key!r}: unknown question type {r.type!r}")
+                if r.answer not in p.LETTERS[: len(r.options)]:
+                    raise ValueError(f"entry {key!r}: answer {r.answer!r} is not one of the "
+                                     f"options {list(p.LETTERS[: len(r.options)])}")  # fmt: skip
                 for path in [r.query_image, *r.similar_templates, *r.random_templates]:
-                    if not Path(path).is_file():
-                        raise FileNotFoundError(f"entry {key!r}: image {path} not found")
+                    check_image(key, Path(path), root, readable)
         except (ValueError, FileNotFoundError) as exc:
             if on_error == "fail":
                 hint = f"(in {mmad_json}; set evaluation.on_error: skip to skip it)"
@@ -49,6 +54,26 @@ def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str 
         frames.append(q)
     questions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return questions, problems
+
+
+def check_image(key: str, path: Path, root: Path, readable: dict) -> None:
+    """The image lies inside the benchmark's root (nothing outside it is read, or sent to an
+    endpoint), exists, and decodes whole; else an error naming the entry."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"entry {key!r}: image {path} lies outside image_root {root}; "
+                         "refused: nothing outside the benchmark's folder is read")  # fmt: skip
+    if not resolved.is_file():
+        raise FileNotFoundError(f"entry {key!r}: image {path} not found")
+    if resolved not in readable:
+        try:
+            with Image.open(resolved) as im:
+                im.load()
+            readable[resolved] = None
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's unidentified/truncated
+            readable[resolved] = f"{type(exc).__name__}: {exc}"
+    if readable[resolved]:
+        raise ValueError(f"entry {key!r}: image {path} cannot be read ({readable[resolved]})")
 
 
 def _read_done(path: Path) -> dict[str, dict]:
