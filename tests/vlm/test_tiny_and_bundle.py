@@ -1,5 +1,6 @@
 """The tiny InternVL: builds, learns, generates, saves and reloads; LoRA + extras round trip."""
 
+import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -62,6 +63,7 @@ def test_lora_and_extras_train_save_reload_and_answer(tiny_vlm, records, tmp_pat
         opt.step()
     vlm.model.eval()
     vlm.fewshot.eval()
+    vlm.meta["trainable"] = ["lora", "fewshot"]
     vlm.save(tmp_path / "sft")
     assert (tmp_path / "sft/adapter_config.json").is_file()
     assert not (tmp_path / "sft/model.safetensors").exists()  # the adapter only, not a copy
@@ -70,6 +72,19 @@ def test_lora_and_extras_train_save_reload_and_answer(tiny_vlm, records, tmp_pat
     with torch.no_grad():
         assert torch.allclose(vlm.forward(batch).logits, back.forward(batch).logits, atol=1e-5)
     assert len(back.generate(batch, max_new_tokens=4, do_sample=False)) == 4
+
+
+@pytest.mark.parametrize("part", ["fewshot.safetensors", "adapter_model.safetensors"])
+def test_a_folder_missing_a_part_its_meta_names_is_refused(tiny_vlm, tmp_path, part):
+    tiny_vlm.save(tmp_path / "base")
+    vlm = VLM.load(tmp_path / "base")
+    vlm.meta.update(base_model=str(tmp_path / "base"), trainable=["lora", "fewshot"])
+    add_lora(vlm, r=4, alpha=8)
+    vlm.save(tmp_path / "sft")
+    VLM.load(tmp_path / "sft")  # complete: loads
+    (tmp_path / "sft" / part).unlink()
+    with pytest.raises(ModelLoadError, match=f"{part} missing.*incomplete"):
+        VLM.load(tmp_path / "sft")
 
 
 def test_a_hub_name_offline_says_how_to_go_on():

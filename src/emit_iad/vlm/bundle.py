@@ -242,6 +242,7 @@ class VLM:
         if not meta_path.is_file():
             raise ModelLoadError(f"{folder}: no {META_FILE}; not a model directory of emit-iad")
         meta = json.loads(meta_path.read_text())
+        check_complete(folder, meta)
         if dtype == "auto" and meta.get("dtype"):
             dtype = meta["dtype"]  # the dtype it was trained and saved in
         full = (folder / "config.json").is_file()
@@ -274,6 +275,24 @@ class VLM:
             fewshot.load_state_dict(load_file(str(folder / FEWSHOT_FILE)))
             fewshot.to(resolve_device(device))
         return cls(model, processor, fewshot, meta)
+
+
+def check_complete(folder: Path, meta: dict) -> None:
+    """Refuse a folder that lacks a part its ``emit_iad.json`` names (a copy cut short, a file
+    deleted): loading it would silently give another model (no few-shot module, no adapter)."""
+    needed = []
+    if "fewshot" in meta:
+        needed.append(FEWSHOT_FILE)
+    if meta.get("trained_params") and not (folder / "config.json").is_file():
+        needed.append(TRAINED_FILE)
+    if "lora" in (meta.get("trainable") or ()) and not (folder / "config.json").is_file():
+        needed.append("adapter_model.safetensors")
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"{folder}: {', '.join(missing)} missing, though {META_FILE} names what it holds: "
+            "the folder is incomplete (an interrupted copy or save?); copy or save it again"
+        )
 
 
 class EMITModule(nn.Module):

@@ -149,8 +149,12 @@ def test_every_step_logs_its_completions_with_their_rewards(tiny_vlm, questions,
 
     import mlflow
 
+    from tests.conftest import _reset_mlflow_globals
+
     monkeypatch.chdir(tmp_path)
+    _reset_mlflow_globals()  # an experiment another test left selected is not in this store
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("completions")
     try:
         with mlflow.start_run() as run:
             train_grpo(tiny_vlm.__class__.load(_saved(tiny_vlm, tmp_path)), questions,
@@ -159,6 +163,7 @@ def test_every_step_logs_its_completions_with_their_rewards(tiny_vlm, questions,
                                                      artifact_path="completions")  # fmt: skip
     finally:
         mlflow.set_tracking_uri(None)
+        _reset_mlflow_globals()
     files = sorted(p.name for p in Path(folder).iterdir())
     assert files == ["step_000001.jsonl", "step_000002.jsonl"]
     rows = [json.loads(x) for x in (Path(folder) / files[0]).read_text().splitlines()]
