@@ -16,7 +16,13 @@ import pandas as pd
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
 from emit_iad.evaluate.answerers import ModelSpec, make_answerer
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
-from emit_iad.mmad.scoring import SCORING_MODES, metrics_of, score_answers, unparsed
+from emit_iad.mmad.scoring import (
+    SCORING_MODES,
+    metrics_of,
+    other_mode,
+    score_answers,
+    unparsed,
+)
 from emit_iad.vlm.bundle import META_FILE
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.registry import promote
@@ -39,7 +45,7 @@ class Evaluation:
     def accuracy(self) -> pd.DataFrame:
         """All tables stacked, with ``model``, ``dataset`` and ``scoring`` columns (the
         primary mode's rows first)."""
-        other = next(m for m in SCORING_MODES if m != self.scoring)
+        other = other_mode(self.scoring)
         frames = [t.rename_axis("dataset").reset_index().assign(model=m, scoring=mode)
                   for mode, tables in ((self.scoring, self.tables), (other, self.other))
                   for m, t in tables.items()]  # fmt: skip
@@ -54,8 +60,7 @@ class Evaluation:
         for m, t in self.tables.items():
             out[m] = metrics_of(t)
             if m in self.other:
-                other = next(x for x in SCORING_MODES if x != self.scoring)
-                out[m][f"average_{other}"] = metrics_of(self.other[m])["average"]
+                out[m][f"average_{other_mode(self.scoring)}"] = metrics_of(self.other[m])["average"]
             out[m]["unparsed"] = float(self.unparsed.get(m, 0))
         return out
 
@@ -131,9 +136,7 @@ def evaluate_models(
         result.answers[spec.label] = [{k: a[k] for k in a if k != "raw"} for a in answers]
         frame = pd.DataFrame(answers)
         result.tables[spec.label] = score_answers(frame, scoring)
-        result.other[spec.label] = score_answers(
-            frame, next(m for m in SCORING_MODES if m != scoring)
-        )
+        result.other[spec.label] = score_answers(frame, other_mode(scoring))
         result.unparsed[spec.label] = unparsed(frame)
         result.speed[spec.label] = speed
         result.specs[spec.label] = spec

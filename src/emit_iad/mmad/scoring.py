@@ -26,6 +26,11 @@ SCORING_MODES = ("mmad", "strict")
 VALID = frozenset("ABCDE")
 
 
+def other_mode(mode: str) -> str:
+    """The scoring mode that is not ``mode`` (reports show both)."""
+    return next(m for m in SCORING_MODES if m != mode)
+
+
 def mmad_counted(letters) -> list[bool]:
     """Which answers MMAD's summary.py counts, in file order: an answer without a letter A–E is
     dropped, and so is the one after it (removing from a list while iterating over it moves

@@ -105,9 +105,6 @@ class Resampler:
         merged = self.world.merge(self.world.gather(judged), len(prompts))
         return [Group(p, list(r), list(ok)) for p, (r, ok) in zip(prompts, merged, strict=True)]
 
-    def draw(self, prompt) -> Group:
-        return self.draw_many([prompt])[0]
-
     def fill(
         self, next_prompt: Callable[[], Any | None], batch_size: int
     ) -> tuple[list[Group], FillStats]:

@@ -218,13 +218,15 @@ def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], r
     0 (its gradient is zero; the passes meet DDP's reductions)."""
     world = world or World()
     own = list(range(world.rank, len(groups), world.size))
+    # a process with no group of its own builds the first group's inputs as its stand-in
+    build = own or ([0] if groups else [])
     scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id,
-                                            own)  # fmt: skip
+                                            build)  # fmt: skip
+    if not own:
+        scored = [dataclasses.replace(sg, weight=0.0) for sg in scored]
     per_process = -(-len(groups) // world.size)
     while len(scored) < per_process:
-        stand_in = scored[:1] or score_groups(groups[:1], rewards, config, sampler,
-                                              tok.pad_token_id)[0]  # fmt: skip
-        scored.append(dataclasses.replace(stand_in[0], weight=0.0))
+        scored.append(dataclasses.replace(scored[0], weight=0.0))
     losses = policy_update(module, reference, vlm, scored, config, optimizer, backward,
                            ref_fewshot, no_sync, clip)  # fmt: skip
     # the loss metrics of this process's share, averaged over the processes
