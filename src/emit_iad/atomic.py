@@ -1,13 +1,97 @@
-"""Write whole files and folders or nothing: into a temporary sibling, then rename."""
+"""Write whole files and folders or nothing: into a temporary sibling, then rename.
+
+A folder is swapped in three renames, each named after the writing process
+(``.NAME.tmp-PID-*`` while written, ``.NAME.new-PID`` once complete, ``.NAME.old-PID`` for the
+previous version), so that a process killed at any point leaves a state :func:`recover` can
+finish or undo at the next start: the target is never lost, and the leftovers of dead
+processes (a whole model each, at real scale) are removed.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|new|old)-(?P<pid>\d+)(?:-.*)?$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def recover(target: str | Path) -> list[str]:
+    """Finish or undo the swap of ``target`` that a dead process left half done, and remove
+    that process's leftovers; returns what was done (live writers are left alone).
+
+    A missing target gets the dead writer's complete new version (``.new-PID``) if there is
+    one, else the previous version back (``.old-PID``).
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    dead: dict[str, list[Path]] = {"tmp": [], "new": [], "old": []}
+    for path in target.parent.iterdir():
+        m = _LEFTOVER.match(path.name)
+        if m and m["name"] == target.name and not _alive(int(m["pid"])):
+            dead[m["kind"]].append(path)
+    done = []
+    if not target.exists():
+        for kind in ("new", "old"):
+            if dead[kind]:
+                chosen = max(dead[kind], key=lambda p: p.stat().st_mtime)
+                chosen.rename(target)
+                dead[kind].remove(chosen)
+                done.append(f"{target}: restored from {chosen.name}")
+                break
+    for path in (p for paths in dead.values() for p in paths):
+        _remove(path)
+        done.append(f"{target}: removed {path.name}, left by a dead process")
+    for line in done:
+        log.warning(line)
+    return done
+
+
+def recover_all(root: str | Path, depth: int = 3) -> list[str]:
+    """:func:`recover` every target under ``root`` (``depth`` levels) with leftovers."""
+    root, done = Path(root), []
+    if not root.is_dir():
+        return done
+    level = [root]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                entries = list(folder.iterdir())
+            except OSError:
+                continue
+            targets = {m["name"] for p in entries if (m := _LEFTOVER.match(p.name))}
+            for name in sorted(targets):
+                done += recover(folder / name)
+            below += [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        level = below
+    return done
 
 
 @contextmanager
@@ -18,19 +102,25 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    recover(target)
+    pid = os.getpid()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{pid}-", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; these are ordinary project files
     try:
         yield tmp
+        new = tmp.rename(target.with_name(f".{target.name}.new-{pid}"))  # complete
         old = None
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-        tmp.rename(target)
+            old = target.rename(target.with_name(f".{target.name}.old-{pid}"))
+        new.rename(target)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for path in (tmp, target.with_name(f".{target.name}.new-{pid}")):
+            _remove(path)
+        old = target.with_name(f".{target.name}.old-{pid}")
+        if old.exists() and not target.exists():
+            old.rename(target)
         raise
 
 
@@ -38,8 +128,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
 def atomic_file(target: str | Path, mode: str = "w") -> Iterator:
     """Open a temporary sibling of ``target`` for writing; it replaces ``target`` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    target.parent.mkdir(parents=True, exist_ok=True)  # leftovers: recover_all at the next run
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh

@@ -9,12 +9,14 @@ from kedro.config import OmegaConfigLoader
 from kedro_mlflow.framework.hooks import MlflowHook
 
 from emit_iad.config_args import CONFIG_LOADER_ARGS  # shared with dvc_params.py
-from emit_iad.hooks import CredentialsHook, MainProcessWritesHook
+from emit_iad.hooks import CredentialsHook, MainProcessWritesHook, StartupHook
 from emit_iad.train.world import is_main_process
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 __all__ = ["CONFIG_LOADER_ARGS", "CONFIG_LOADER_CLASS", "DISABLE_HOOKS_FOR_PLUGINS", "HOOKS"]
 
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")  # as its metadata spells it
+# pluggy calls the last registered first: StartupHook checks the parameters and the MLflow
+# store before kedro-mlflow opens its run
 HOOKS = (CredentialsHook(), MainProcessWritesHook(),
-         *((MlflowHook(),) if is_main_process() else ()))  # fmt: skip
+         *((MlflowHook(),) if is_main_process() else ()), StartupHook())  # fmt: skip

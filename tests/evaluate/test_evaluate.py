@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from emit_iad.evaluate import evaluate_models
-from emit_iad.evaluate.answerers import AnswerFailed, LocalAnswerer, ModelSpec
+from emit_iad.evaluate.answerers import AnswerFailed, LocalAnswerer, ModelLoadError, ModelSpec
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
 from emit_iad.kedro_io import MMADBenchmarkDataset
 from emit_iad.mmad.format import benchmark_files, to_mmad
@@ -58,7 +58,13 @@ def test_local_tiny_model_answers_every_question(bench, model_dir, tmp_path):
     table = result.tables["base"]
     assert list(table.index) == ["synthetic", "Average"]
     assert table.loc["Average", "Average"] == table.loc["synthetic", "Average"]  # one dataset
-    assert not list((tmp_path / "partial").glob("*.jsonl"))  # finished: nothing to resume
+    assert result.speed["base"]["asked"] == len(questions)
+    # the finished model's answers are kept under their key: the same run again asks nothing
+    assert len(list((tmp_path / "partial").glob("base-*.jsonl"))) == 1
+    again = evaluate_models(str(bench / "mmad.json"), str(bench), settings(model_dir, tmp_path))
+    assert again.speed["base"]["asked"] == 0 and again.answers == result.answers
+    assert again.speed["base"]["questions_per_s"] == pytest.approx(
+        result.speed["base"]["questions_per_s"])  # speed of the answers kept, not 0
 
 
 def test_openai_model_against_a_local_server_is_scored_exactly(bench, tmp_path):
@@ -200,3 +206,46 @@ def test_an_evaluation_on_a_dead_endpoint_stops_instead_of_scoring_empty_answers
     with pytest.raises(AnswerFailed, match="endpoint failed after its retries"):
         evaluate_models(str(bench / "mmad.json"), str(bench), settings,
                         {"api_key": "sk-x", "base_url": dead_url()})  # fmt: skip
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ("sfft", "did you mean 'sft'"),
+    ("nonexistent-model", "no stage"),
+    ("./models/missing", "no folder"),
+])  # fmt: skip
+def test_a_bad_model_later_in_the_list_fails_before_the_first_question(
+    bench, model_dir, tmp_path, entry, says
+):
+    with pytest.raises(ModelLoadError, match=says) as info:
+        evaluate_models(str(bench / "mmad.json"), str(bench),
+                        settings(model_dir, tmp_path, models=["base", entry]))  # fmt: skip
+    assert entry in str(info.value)
+    assert not (tmp_path / "partial").exists()  # nothing was asked
+
+
+def test_a_failure_in_the_second_model_keeps_the_first_models_answers(bench, model_dir, tmp_path):
+    from tests.describe.test_outage import DEAD, dead_url
+
+    both = settings(model_dir, tmp_path, models=["base", "openai:gpt-4o"],
+                    llm={**DEAD, "cache_dir": str(tmp_path / "cache")})  # fmt: skip
+    with pytest.raises(AnswerFailed):
+        evaluate_models(str(bench / "mmad.json"), str(bench), both,
+                        {"api_key": "sk-x", "base_url": dead_url()})  # fmt: skip
+    with FakeOpenAI() as server:  # the endpoint is back: only the second model is asked
+        server.answer = lambda body: "A"
+        result = evaluate_models(str(bench / "mmad.json"), str(bench), both,
+                                 {"api_key": "sk-x", "base_url": server.url})  # fmt: skip
+    assert result.speed["base"]["asked"] == 0
+    assert result.speed["openai-gpt-4o"]["asked"] == len(result.answers["base"])
+
+
+def test_answers_of_a_changed_benchmark_are_not_reused(bench, model_dir, tmp_path):
+    folder = tmp_path / "benchmark"
+    shutil.copytree(bench, folder)
+    first = evaluate_models(str(folder / "mmad.json"), str(folder), settings(model_dir, tmp_path))
+    data = json.loads((folder / "mmad.json").read_text())
+    data.pop(sorted(data)[0])  # the same path, other questions (the qa stage ran again)
+    (folder / "mmad.json").write_text(json.dumps(data))
+    second = evaluate_models(str(folder / "mmad.json"), str(folder), settings(model_dir, tmp_path))
+    assert second.speed["base"]["asked"] == len(second.answers["base"]) < len(first.answers["base"])
+    assert len(list((tmp_path / "partial").glob("base-*.jsonl"))) == 1  # the older key pruned

@@ -15,3 +15,14 @@ def test_default_pipeline_orders_evaluation_after_the_models_it_scores(project):
         assert order.index(earlier) < order.index(later), (earlier, later, order)
     evaluate = next(n for n in pipelines["__default__"].nodes if n.name == "evaluate")
     assert {"base_model@folder", "sft_model@folder", "grpo_model@folder"} <= set(evaluate.inputs)
+
+
+def test_the_registry_moves_only_after_the_scores_are_saved(project):
+    """Champion aliases are set by their own node, from the saved metrics.json: a run that
+    fails before or while saving its outputs changes no tag or alias."""
+    bootstrap_project(project)
+    nodes = {n.name: n for n in pipelines["evaluation"].nodes}
+    assert "mmad_metrics" in nodes["evaluate"].outputs
+    assert "mmad_metrics" in nodes["promote_champions"].inputs
+    order = [n.name for n in pipelines["__default__"].nodes]
+    assert order.index("evaluate") < order.index("promote_champions")

@@ -89,3 +89,19 @@ def test_provenance_names_the_run_and_the_data(client):
         "mlflow_run_id": run.info.run_id,
         "data": "3 questions of synthetic (screw, wood)",
     }
+
+
+def test_registry_uris_name_what_exists(client):
+    from emit_iad.evaluate.answerers import ModelLoadError, ModelSpec, check_spec
+
+    promote(NAME, new_version(client), 50.0, "bench")  # sets champion, champion-bench
+    check_spec(ModelSpec.parse(f"models:/{NAME}@champion"))
+    check_spec(ModelSpec.parse(f"models:/{NAME}/1"))
+    with pytest.raises(ModelLoadError, match=r"no alias 'champoin'; did you mean 'champion'\?"):
+        check_spec(ModelSpec.parse(f"models:/{NAME}@champoin"))
+    with pytest.raises(ModelLoadError, match=r"aliases: \['champion', 'champion-bench'\]"):
+        check_spec(ModelSpec.parse(f"models:/{NAME}@nonexistent"))
+    with pytest.raises(ModelLoadError, match=r"no registered model 'emit-iad-grp'; did you mean"):
+        check_spec(ModelSpec.parse("models:/emit-iad-grp@champion"))
+    with pytest.raises(ModelLoadError, match=r"no version 7 \(versions: \['1'\]\)"):
+        check_spec(ModelSpec.parse(f"models:/{NAME}/7"))

@@ -5,6 +5,8 @@ Both take a list of question records and return the raw reply texts, in order.
 
 from __future__ import annotations
 
+import difflib
+import json
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from emit_iad.llm_api import ChatClient, ClientConfig, Job
 from emit_iad.llm_api.images import image_part
-from emit_iad.vlm.bundle import VLM, ModelLoadError
+from emit_iad.vlm.bundle import META_FILE, VLM, ModelLoadError, check_complete
 from emit_iad.vlm.chat import PromptConfig, build_messages
 from emit_iad.vlm.loading import load_pretrained
 
@@ -112,6 +114,75 @@ class OpenAIAnswerer:
                 )
             out.append(res.value)
         return out
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_mlflow_uri(uri: str) -> None:
+    """A ``models:/name@alias`` or ``models:/name/version`` URI names a registered model and an
+    alias or version that exist; else the error lists what does (nearest name first)."""
+    import mlflow
+
+    if not uri.startswith("models:/"):
+        return  # runs:/ URIs are checked by the download itself
+    rest = uri[len("models:/") :]
+    name, alias, version = rest, None, None
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+    elif "/" in rest:
+        name, version = rest.rsplit("/", 1)
+    client = mlflow.MlflowClient()
+    try:
+        model = client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        names = [m.name for m in client.search_registered_models()]
+        raise ModelLoadError(
+            f"evaluation.models: {uri}: no registered model {name!r}{_did_you_mean(name, names)} "
+            f"(registered: {sorted(names) or 'none'})"
+        ) from None
+    aliases = dict(model.aliases or {})
+    if alias is not None and alias not in aliases:
+        raise ModelLoadError(
+            f"evaluation.models: {uri}: {name} has no alias {alias!r}"
+            f"{_did_you_mean(alias, aliases)} (aliases: {sorted(aliases) or 'none'})"
+        )
+    if version is not None and version != "latest":
+        versions = [str(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+        if version not in versions:
+            raise ModelLoadError(f"evaluation.models: {uri}: {name} has no version {version} "
+                                 f"(versions: {sorted(versions, key=int)})")  # fmt: skip
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """What can be known of a spec without loading its weights: a bad entry later in
+    ``evaluation.models`` fails before the first question is asked."""
+    if spec.kind == "openai":
+        return
+    if spec.kind == "mlflow":
+        _check_mlflow_uri(spec.ref)
+        return
+    folder = Path(spec.ref)
+    if (folder / META_FILE).is_file():
+        check_complete(folder, json.loads((folder / META_FILE).read_text()))
+        return
+    if spec.kind == "stage":
+        raise ModelLoadError(f"{folder}: no model; run `kedro run --pipelines={spec.label}` first")
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"evaluation.models: {folder} is a folder but neither an emit-iad model "
+                f"({META_FILE}) nor a transformers one (config.json)"
+            )
+        return
+    # not a folder: only ``owner/name`` can be a hub model (a typo of a stage is not one)
+    if spec.ref.count("/") != 1 or spec.ref.startswith((".", "/", "~")):
+        raise ModelLoadError(
+            f"evaluation.models: {spec.ref!r} is no stage {STAGES}, no folder and no hub name "
+            f"(owner/name){_did_you_mean(spec.ref, STAGES)}"
+        )
 
 
 def load_model(spec: ModelSpec, dtype: str = "auto", device: str = "cpu") -> VLM:

@@ -14,7 +14,7 @@ import mlflow
 import pandas as pd
 
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
-from emit_iad.evaluate.answerers import ModelSpec, make_answerer
+from emit_iad.evaluate.answerers import ModelLoadError, ModelSpec, check_spec, make_answerer
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
 from emit_iad.mmad.scoring import (
     SCORING_MODES,
@@ -66,8 +66,10 @@ class Evaluation:
 
 
 def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str, settings: dict) -> str:
-    """Changes when the model files, the prompt or the benchmark change (resume key)."""
-    parts = [spec.kind, spec.ref, repr(prompt), benchmark, str(settings.get("max_new_tokens"))]
+    """Changes when the model files, the prompt, the benchmark's questions or the decoding
+    settings change: the key under which a model's answers are kept and resumed."""
+    parts = [spec.kind, spec.ref, repr(prompt), benchmark_id(benchmark),
+             *(str(settings.get(k)) for k in ("max_new_tokens", "dtype", "device"))]  # fmt: skip
     folder = Path(spec.ref)
     if folder.is_dir():
         parts += [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
@@ -119,20 +121,22 @@ def evaluate_models(
     if scoring not in SCORING_MODES:
         raise ValueError(f"evaluation.scoring: {scoring!r}; use one of {SCORING_MODES} "
                          f"({PARAMS_FILE})")  # fmt: skip
+    specs = resolve_specs(settings, stage_folders)  # every entry checked before any question
     result = Evaluation(problems=problems, scoring=scoring)
     work_dir = Path(settings.get("work_dir", "data/07_model_output/partial"))
     batch_size = int(settings.get("batch_size", 16))
-    for text in models:
-        spec = ModelSpec.parse(text, settings.get("models_dir", "data/06_models"))
-        if spec.kind == "stage" and stage_folders and spec.label in stage_folders:
-            spec = dataclasses.replace(spec, ref=stage_folders[spec.label])
-        if spec.label in result.answers:
-            raise ValueError(f"evaluation.models names {spec.label!r} twice")
-        answerer = make_answerer(spec, settings, prompt, credentials or {}, knowledge)
+    for spec in specs:
         key = _fingerprint(spec, prompt, str(mmad_json), settings)
         work_file = work_dir / f"{spec.label}-{key}.jsonl"
+        # a model's answers are kept under their key as soon as each batch is done: a later
+        # failure (another model, the save of the outputs) never costs a finished model again
+        answerer = _Lazy(lambda spec=spec: make_answerer(spec, settings, prompt,
+                                                         credentials or {}, knowledge))  # fmt: skip
         bar = (lambda it, n, label=spec.label: progress(it, n, label)) if progress else None
         answers, speed = run_benchmark(questions, answerer, work_file, batch_size, bar)
+        for stale in work_dir.glob(f"{spec.label}-*.jsonl"):  # answers of an older model/setting
+            if stale != work_file and stale.stem.rsplit("-", 1)[0] == spec.label:
+                stale.unlink(missing_ok=True)
         result.answers[spec.label] = [{k: a[k] for k in a if k != "raw"} for a in answers]
         frame = pd.DataFrame(answers)
         result.tables[spec.label] = score_answers(frame, scoring)
@@ -140,11 +144,45 @@ def evaluate_models(
         result.unparsed[spec.label] = unparsed(frame)
         result.speed[spec.label] = speed
         result.specs[spec.label] = spec
-        work_file.unlink(missing_ok=True)  # complete: nothing left to resume
         log.info("%s: MMAD average %.2f (%d questions, %.1f q/s)", spec.label,
                  result.tables[spec.label].loc["Average", "Average"], len(answers),
                  speed["questions_per_s"])  # fmt: skip
     return result
+
+
+class _Lazy:
+    """An answerer made on its first question: a model whose answers are all kept is not even
+    loaded again."""
+
+    def __init__(self, make: Callable):
+        self._make, self._inner = make, None
+
+    def answer(self, records):
+        if self._inner is None:
+            self._inner = self._make()
+        return self._inner.answer(records)
+
+
+def resolve_specs(settings: dict, stage_folders: dict[str, str] | None = None) -> list[ModelSpec]:
+    """Every entry of ``evaluation.models`` parsed and checked (folders complete, registry
+    names and aliases existing, no label twice); all problems in one error."""
+    specs, problems = [], []
+    for text in settings.get("models") or []:
+        spec = ModelSpec.parse(text, settings.get("models_dir", "data/06_models"))
+        if spec.kind == "stage" and stage_folders and spec.label in stage_folders:
+            spec = dataclasses.replace(spec, ref=stage_folders[spec.label])
+        if spec.label in {s.label for s in specs}:
+            problems.append(f"evaluation.models names {spec.label!r} twice")
+            continue
+        try:
+            check_spec(spec)
+        except ModelLoadError as exc:
+            problems.append(str(exc))
+        specs.append(spec)
+    if problems:
+        raise ModelLoadError(f"evaluation.models ({PARAMS_FILE} or your environment's): "
+                             + "; ".join(problems))  # fmt: skip
+    return specs
 
 
 def log_on_training_run(run_id: str | None, average: float) -> None:
@@ -165,19 +203,22 @@ def benchmark_id(mmad_json: str | Path) -> str:
     return f"{path.parent.name}-{digest}"
 
 
-def promote_champions(evaluation: Evaluation, benchmark: str,
+def promote_champions(specs: list[ModelSpec], averages: dict[str, float], benchmark: str,
                       move_alias: bool = True) -> dict[str, dict]:  # fmt: skip
-    """For every stage model (sft, grpo) trained in a tracked run: record its MMAD average on
-    its registered version ``emit-iad-<stage>`` and move the champion aliases to the best
-    version on this benchmark (``move_alias`` false: record only). Returns what was done, per
-    model label."""
+    """For every stage model (sft, grpo) trained in a tracked run: record its MMAD average
+    (``averages``, per model label, as saved in metrics.json) on its registered version
+    ``emit-iad-<stage>`` and move the champion aliases to the best version on this benchmark
+    (``move_alias`` false: record only). Returns what was done, per model label."""
     done = {}
-    for label, spec in evaluation.specs.items():
+    for spec in specs:
+        label = spec.label
         meta_path = Path(spec.ref) / META_FILE
         if spec.kind != "stage" or label == "base" or not meta_path.is_file():
             continue
+        if label not in averages:
+            continue
         run_id = json.loads(meta_path.read_text()).get("mlflow_run_id")
-        average = float(evaluation.tables[label].loc["Average", "Average"])
+        average = float(averages[label])
         log_on_training_run(run_id, average)
         outcome = promote(f"emit-iad-{label}", run_id, average, benchmark, move_alias)
         if outcome is None:

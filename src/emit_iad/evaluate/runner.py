@@ -102,24 +102,28 @@ def run_benchmark(
     done = _read_done(work_file)
     todo = questions[~questions.id.isin(done)]
     chunks = [todo.iloc[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    start, asked = time.perf_counter(), 0
+    asked = 0
     with work_file.open("a") as fh:
         for chunk in progress(chunks, len(chunks)) if progress else chunks:
             records = [r for _, r in chunk.iterrows()]
+            start = time.perf_counter()
             replies = answerer.answer(records)
+            share = (time.perf_counter() - start) / len(records)  # each answer's part of the batch
             for r, reply in zip(records, replies, strict=True):
                 row = {
                     "id": r["id"], "image": r["query_key"], "question": r["question"],
                     "question_type": r["type"], "correct_answer": r["answer"],
                     "gpt_answer": parse_answer(reply, list(r["options"])), "raw": reply,
+                    "seconds": share,
                 }  # fmt: skip
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done[row["id"]] = row
             fh.flush()
             os.fsync(fh.fileno())
             asked += len(records)
-    elapsed = time.perf_counter() - start
+    # speed over every answer, also those kept from an interrupted or earlier run
+    elapsed = sum(float(done[i].get("seconds", 0.0)) for i in questions.id)
     answers = [{k: done[i][k] for k in (*ANSWER_FIELDS, "raw")} for i in questions.id]
     speed = {"questions": float(len(questions)), "asked": float(asked),
-             "questions_per_s": asked / elapsed if asked and elapsed > 0 else 0.0}  # fmt: skip
+             "questions_per_s": len(questions) / elapsed if elapsed > 0 else 0.0}  # fmt: skip
     return answers, speed

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from emit_iad.atomic import atomic_directory
+from emit_iad.atomic import atomic_directory, recover
 from emit_iad.vlm.chat import Batch, PromptConfig, collate
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule, fewshot_heatmap, inject_tokens
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
@@ -238,6 +238,8 @@ class VLM:
         from emit_iad.vlm.loading import load_pretrained, resolve_device
 
         folder = Path(folder)
+        if not folder.exists():
+            recover(folder)  # a save killed mid-swap: finish or undo it
         meta_path = folder / META_FILE
         if not meta_path.is_file():
             raise ModelLoadError(f"{folder}: no {META_FILE}; not a model directory of emit-iad")

@@ -8,8 +8,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.evaluate import dvc_metrics, evaluate_models, per_question
-from emit_iad.evaluate.evaluate import benchmark_id, promote_champions
+from emit_iad.evaluate.evaluate import benchmark_id, promote_champions, resolve_specs
 from emit_iad.evaluate.report import heat_table, radar_chart
+from emit_iad.train.world import is_main_process
 
 
 def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict,
@@ -23,10 +24,6 @@ def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict,
         return tqdm(items, total=total, desc=f"MMAD {label}", unit="batch")
 
     result = evaluate_models(mmad_json, image_root, evaluation, openai_credentials, bar, folders)
-    # a `dvc exp run` (DVC sets DVC_EXP_NAME) records its scores but moves no alias, unless asked
-    experiment = bool(os.environ.get("DVC_EXP_NAME"))
-    move = not experiment or bool(evaluation.get("promote_in_experiments", False))
-    promote_champions(result, benchmark_id(mmad_json), move)
     accuracy = result.accuracy()
     metrics = result.metrics()
     primary = list(metrics)[-1]  # the last model listed (the newest stage)
@@ -42,3 +39,19 @@ def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict,
     report = pd.DataFrame(result.problems, columns=["entry", "reason"])
     return (result.answers, accuracy, dvc_metrics(result), mlflow_metrics, radar, heat,
             per_question(result), report)  # fmt: skip
+
+
+def promote(mmad_metrics: dict, test_benchmark: dict, evaluation: dict,
+            base_model: str, sft_model: str, grpo_model: str) -> dict:  # fmt: skip
+    """The registry's champions from the *saved* metrics.json: this node runs only after the
+    evaluation's outputs are written, so a failed run changes no tag or alias."""
+    if not is_main_process():
+        return {}
+    folders = {"base": base_model, "sft": sft_model, "grpo": grpo_model}
+    mmad_json = evaluation.get("mmad_json") or test_benchmark["mmad_json"]
+    # a `dvc exp run` (DVC sets DVC_EXP_NAME) records its scores but moves no alias, unless asked
+    experiment = bool(os.environ.get("DVC_EXP_NAME"))
+    move = not experiment or bool(evaluation.get("promote_in_experiments", False))
+    averages = {m: v["average"] for m, v in mmad_metrics.items() if "average" in v}
+    return promote_champions(resolve_specs(evaluation, folders), averages,
+                             benchmark_id(mmad_json), move)  # fmt: skip

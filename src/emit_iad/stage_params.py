@@ -1,0 +1,159 @@
+"""Every stage's parameters checked before a run starts, each problem named with the file that
+set it (conf/base, the environment's folder, conf/local, or the command line's ``--params``).
+
+The stages' own typed configs do the checking (unknown keys with the nearest valid one, wrong
+types, values out of range); this module finds who set the offending key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from emit_iad.params import ParamError, reject_unknown
+
+EVALUATION_FILE = "conf/base/parameters_evaluation.yml"
+INGESTION_FILE = "conf/base/parameters_ingestion.yml"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Mirrors ``evaluation`` in parameters_evaluation.yml (the stage reads the dict itself;
+    this is its schema)."""
+
+    models: list = field(default_factory=lambda: ["base", "sft", "grpo"])
+    mmad_json: str | None = None
+    image_root: str | None = None
+    prompt: dict = field(default_factory=dict)
+    domain_knowledge_json: str | None = None
+    batch_size: int = 16
+    scoring: str = "strict"
+    max_new_tokens: int = 128
+    dtype: str = "auto"
+    device: str = "cpu"
+    on_error: str = "fail"
+    models_dir: str = "data/06_models"
+    promote_in_experiments: bool = False
+    work_dir: str = "data/07_model_output/partial"
+    baselines: list = field(default_factory=list)
+    llm: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: dict) -> EvaluationConfig:
+        from emit_iad.mmad.scoring import SCORING_MODES
+        from emit_iad.vlm.chat import PromptConfig
+
+        reject_unknown(cls, params, f"{EVALUATION_FILE} (`evaluation`)")
+        config = cls(**params)
+        _choice("scoring", config.scoring, SCORING_MODES, EVALUATION_FILE)
+        _choice("on_error", config.on_error, ("fail", "skip"), EVALUATION_FILE)
+        PromptConfig.from_params(config.prompt)
+        return config
+
+
+@dataclass(frozen=True)
+class IngestionConfig:
+    """Mirrors ``ingestion`` in parameters_ingestion.yml."""
+
+    sources: list = field(default_factory=list)
+    on_error: str = "fail"
+    workers: int = 4
+    synthetic: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: dict) -> IngestionConfig:
+        from emit_iad.sources import SourceConfig, SyntheticConfig
+
+        reject_unknown(cls, params, f"{INGESTION_FILE} (`ingestion`)")
+        config = cls(**params)
+        _choice("on_error", config.on_error, ("fail", "skip"), INGESTION_FILE)
+        for entry in config.sources:
+            SourceConfig.from_params(entry)
+        SyntheticConfig.from_params(config.synthetic or {})
+        return config
+
+
+def _choice(key: str, value, choices, where: str) -> None:
+    if value not in choices:
+        problem = f"{value!r} is not one of {list(choices)}"
+        raise ParamError(f"{key}: {problem} ({where})", [key], problem)
+
+
+def stage_configs() -> dict[str, Callable[[dict], object]]:
+    """Section of the parameters -> the typed config that checks it."""
+    from emit_iad.describe.synthesize import DescribeConfig
+    from emit_iad.evaluate.ablation import AblationConfig
+    from emit_iad.mmad.build import QAConfig
+    from emit_iad.train.grpo.loop import GRPOConfig
+    from emit_iad.train.sft import SFTConfig
+    from emit_iad.vlm.build import ModelConfig
+
+    def training(config_cls):  # checkpoint_dir is the node's, not the loop's
+        return lambda params: config_cls.from_params(
+            {k: v for k, v in params.items() if k != "checkpoint_dir"})
+
+    return {"ingestion": IngestionConfig.from_params, "descriptions": DescribeConfig.from_params,
+            "qa": QAConfig.from_params, "model": ModelConfig.from_params,
+            "sft": training(SFTConfig), "grpo": training(GRPOConfig),
+            "evaluation": EvaluationConfig.from_params,
+            "ablation": AblationConfig.from_params}  # fmt: skip
+
+
+def _sets(tree, dotted: list[str]) -> bool:
+    for part in dotted:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def locator(
+    conf_root: str | Path, env: str | None, runtime: dict | None,
+    base_env: str = "base", default_env: str = "local",
+) -> Callable[[str, str], str]:  # fmt: skip
+    """``where(section, key)``: the highest-precedence source that sets ``section.key``: the
+    command line (``--params``), then conf/<env>, then conf/base."""
+    conf_root = Path(conf_root)
+    folders = [conf_root / (env or default_env), conf_root / base_env]
+
+    def where(section: str, key: str) -> str:
+        flat = runtime or {}
+        if f"{section}.{key}" in flat or _sets(flat, [section, key]):
+            return "the command line (--params)"
+        for folder in folders:
+            for path in sorted(folder.glob("**/parameters*.yml")) if folder.is_dir() else []:
+                try:
+                    data = yaml.safe_load(path.read_text()) or {}
+                except yaml.YAMLError:
+                    continue
+                if _sets(data, [section, key]):
+                    try:
+                        return str(path.relative_to(conf_root.parent))
+                    except ValueError:
+                        return str(path)
+        return f"{folders[-1]} (a default)"
+
+    return where
+
+
+def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None = None) -> None:
+    """Check every section with its stage's config; one error listing every problem, each with
+    the file that set it (``where``)."""
+    configs, problems = stage_configs(), []
+    for section, values in sections.items():
+        if section not in configs or not isinstance(values, dict):
+            continue
+        try:
+            configs[section](values)
+        except ParamError as exc:
+            key = exc.keys[0] if exc.keys else ""
+            source = where(section, key) if where and key else None
+            problems.append(f"{section}.{key}: {exc.problem} (set in {source})" if source
+                            else f"{section}: {exc}")  # fmt: skip
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{section}: {exc}")
+    if problems:
+        raise ParamError("invalid parameters, nothing was run:\n  " + "\n  ".join(problems))

@@ -1,0 +1,98 @@
+"""Housekeeping of the project's MLflow store at the start of a run: a copied clone keeps its
+artifacts in its own ``mlruns/``, and runs of processes that were killed are marked KILLED.
+
+Both are written by hand because MLflow has neither: it stores artifact locations as absolute
+paths (``resolve_uri_if_local``), and a SIGKILLed run stays RUNNING for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import sqlite3
+from pathlib import Path
+
+import mlflow
+
+log = logging.getLogger(__name__)
+HOST_TAG, PID_TAG = "emit_iad.host", "emit_iad.pid"
+# (table, column) holding artifact paths in MLflow's SQL schema; absent ones are skipped
+_PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                 ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                 ("model_versions", "source"))  # fmt: skip
+_DEFAULT_ROOT = re.compile(r"^(?:file://)?(?P<root>/.*)/mlruns/\d+/?$")
+
+
+def sqlite_path(tracking_uri: str, project_root: Path) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (relative ones from the project)."""
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = Path(tracking_uri[len("sqlite:///") :])
+    return path if path.is_absolute() else project_root / path
+
+
+def relocate_artifacts(db_path: Path, project_root: Path) -> list[str]:
+    """If the project's own ``mlflow.db`` was copied from another folder (a copied clone), point
+    every artifact path that lies in that folder's ``mlruns/`` at this project's ``mlruns/``,
+    so that new artifacts are not written into the original. Returns the roots moved."""
+    project_root, db_path = project_root.resolve(), db_path.resolve()
+    if not db_path.is_file() or not db_path.is_relative_to(project_root):
+        return []  # a shared store outside the project is left as configured
+    with sqlite3.connect(db_path) as db:
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+        if "experiments" not in tables:
+            return []
+        roots = set()
+        for (location,) in db.execute("select artifact_location from experiments"):
+            m = _DEFAULT_ROOT.match(location or "")
+            if m and Path(m["root"]) != project_root:
+                roots.add(m["root"])
+        for old in sorted(roots):
+            for table, column in _PATH_COLUMNS:
+                columns = ({r[1] for r in db.execute(f"pragma table_info({table})")}
+                           if table in tables else set())  # fmt: skip
+                if column in columns:
+                    db.execute(f"update {table} set {column} = replace({column}, ?, ?)",
+                               (f"{old}/mlruns/", f"{project_root}/mlruns/"))  # fmt: skip
+            log.warning("%s was copied from %s: its artifact paths now point at %s/mlruns",
+                        db_path, old, project_root)  # fmt: skip
+    return sorted(roots)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tag_process(run_id: str) -> None:
+    """Which process runs ``run_id``, so a later start can tell whether it died."""
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, HOST_TAG, socket.gethostname())
+    client.set_tag(run_id, PID_TAG, str(os.getpid()))
+
+
+def mark_killed_runs() -> list[str]:
+    """Runs still RUNNING whose process (on this host) no longer exists become KILLED; runs of
+    live processes (a concurrent evaluation) and of other hosts are left alone."""
+    client, host, done = mlflow.MlflowClient(), socket.gethostname(), []
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return done
+    for run in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit():
+            continue
+        pid = int(tags[PID_TAG])
+        if pid != os.getpid() and not _alive(pid):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            done.append(run.info.run_id)
+            log.warning("MLflow run %s (%s) was left RUNNING by process %d, which is gone: "
+                        "marked KILLED", run.info.run_id, run.info.run_name, pid)  # fmt: skip
+    return done
