@@ -53,8 +53,13 @@ def _break_empty_object(root):
     return root / "cable", "holds no images"
 
 
+def _break_completely_empty_object(root):
+    (root / "cable").mkdir()  # no train/, no test/: it was once skipped without a word
+    return root / "cable", "object folder is empty"
+
+
 BREAKERS = [_break_corrupt, _break_truncated, _break_missing_mask, _break_mask_size,
-            _break_empty_mask, _break_empty_object]  # fmt: skip
+            _break_empty_mask, _break_empty_object, _break_completely_empty_object]  # fmt: skip
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=lambda f: f.__name__[7:])

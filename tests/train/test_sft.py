@@ -95,7 +95,7 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
     data = questions.head(16)
     config = small(epochs=2, checkpoint_every=2, lr=1e-3)
     tiny_vlm.save(tmp_path / "base")
-    whole, _ = train_sft(
+    whole, whole_history = train_sft(
         VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "w")
     )
     with pytest.raises(KeyboardInterrupt):
@@ -103,10 +103,19 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
             VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r"), StopAt(5)
         )
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint-2", "checkpoint-4"]
-    resumed, history = train_sft(
-        VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r")
-    )
-    assert history.step.tolist()[0] == 5 and history.step.tolist()[-1] == 8
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:  # the resumed run is a new MLflow run
+            resumed, history = train_sft(
+                VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r")
+            )
+        curve = mlflow.MlflowClient().get_metric_history(run.info.run_id, "sft/loss")
+    finally:
+        mlflow.set_tracking_uri(None)
+    # the curves are whole: the steps before the checkpoint come with it, as they were
+    assert history.step.tolist() == whole_history.step.tolist() == list(range(1, 9))
+    assert history.loss.tolist() == pytest.approx(whole_history.loss.tolist(), abs=1e-5)
+    assert sorted(m.step for m in curve) == list(range(1, 9))
     for (name, a), (_, b) in zip(
         whole.model.named_parameters(), resumed.model.named_parameters(), strict=True
     ):

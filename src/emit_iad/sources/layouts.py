@@ -102,7 +102,13 @@ def _walk(
     splits: tuple[str, ...],
     masks_for: Callable[[Path, str, Path], tuple[tuple[Path, ...], Path]],
 ) -> Iterator[Candidate | IngestionError]:
-    for obj_dir in _object_dirs(root, objects, splits):
+    object_dirs = _object_dirs(root, objects, splits)
+    if not objects:  # an empty folder is an object whose images are missing, not "no object"
+        for empty in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                            and p not in object_dirs and not any(p.iterdir())):  # fmt: skip
+            yield IngestionError(empty, "object folder is empty",
+                                 f"add its images, remove the folder, {skip_hint()}")  # fmt: skip
+    for obj_dir in object_dirs:
         count = 0
         for split in splits:
             for label_dir in _label_dirs(obj_dir, split):

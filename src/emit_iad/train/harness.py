@@ -126,16 +126,19 @@ class Checkpointer:
                  key: str = ""):  # fmt: skip
         self.acc, self.folder, self.every, self.keep = accelerator, Path(folder), every, keep
         self.key = key
+        self.history: list[dict] = []  # the rows logged before the restored checkpoint
 
     def due(self, pos: Position) -> bool:
         return self.every > 0 and pos.step > 0 and pos.step % self.every == 0
 
-    def save(self, pos: Position) -> Path:
+    def save(self, pos: Position, history: list[dict] | None = None) -> Path:
+        """``history``: the rows so far, so that a resumed run's curves start at step 1."""
         path = self.folder / f"checkpoint-{pos.step}"
         tmp = self.folder / f".checkpoint-{pos.step}.tmp"
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
         if self.acc.is_main_process:
+            (tmp / "history.json").write_text(json.dumps(history or [], default=float))
             (tmp / "position.json").write_text(json.dumps({**asdict(pos), "key": self.key}))
             if path.exists():
                 shutil.rmtree(path)
@@ -166,12 +169,23 @@ class Checkpointer:
             return None
         self.acc.load_state(str(latest))
         pos = Position(**saved)
+        rows = latest / "history.json"
+        self.history = json.loads(rows.read_text()) if rows.is_file() else []
         log.info("Resuming from %s (step %d, epoch %d)", latest, pos.step, pos.epoch)
         return pos
 
     def clear(self) -> None:
         if self.acc.is_main_process:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def replay_history(accelerator: Accelerator, rows: list[dict], prefix: str) -> None:
+    """Log the rows a checkpoint carried into this run, so a resumed run's MLflow curves start
+    where the interrupted run's did (the history table gets the same rows)."""
+    for row in rows:
+        metrics = {f"{prefix}/{k}": v for k, v in row.items() if k != "step" and v is not None
+                   and isinstance(v, int | float) and v == v}  # fmt: skip
+        log_metrics(accelerator, metrics, int(row.get("step", 0)))
 
 
 def log_metrics(accelerator: Accelerator, metrics: dict[str, float], step: int) -> None:

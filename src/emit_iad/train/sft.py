@@ -23,6 +23,7 @@ from emit_iad.train.harness import (
     lr_schedule,
     make_accelerator,
     param_checksum,
+    replay_history,
     run_key,
     spans,
     trainable_parameters,
@@ -244,7 +245,8 @@ def train_sft(
     pos = ckpt.restore_latest() or Position()
     prompt = config.prompt_config()
     records = [r for _, r in train.iterrows()]
-    history: list[dict] = []
+    history: list[dict] = list(ckpt.history)  # a resumed run's curves start at step 1
+    replay_history(acc, history, "sft")
     module.train()
     bar = progress(total, pos.step) if progress else None
     while pos.epoch < config.epochs:
@@ -287,7 +289,7 @@ def train_sft(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", epoch=pos.epoch)
             if ckpt.due(pos):
-                ckpt.save(pos)
+                ckpt.save(pos, history)
         pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
         if len(val):
             metrics = validate(vlm, val, prompt, config.val_max_new_tokens)

@@ -73,7 +73,7 @@ def test_a_few_steps_change_the_lora_adapter_and_log_every_metric(tiny_vlm, ques
 def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_vlm, questions, tmp_path):
     tiny_vlm.save(tmp_path / "base")
     config = small(steps=4, checkpoint_every=2)
-    whole, _, _ = train_grpo(
+    whole, whole_history, _ = train_grpo(
         VLM.load(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "w")
     )
     with pytest.raises(KeyboardInterrupt):
@@ -89,7 +89,9 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_vlm, question
     resumed, history, _ = train_grpo(
         VLM.load(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "r")
     )
-    assert history.step.tolist() == [3, 4]
+    # the curves are whole: steps 1-2 come with the checkpoint, as the first run logged them
+    assert history.step.tolist() == whole_history.step.tolist() == [1, 2, 3, 4]
+    assert history.kl.tolist() == pytest.approx(whole_history.kl.tolist(), abs=1e-6)
     moved = [
         not torch.equal(a, b)
         for a, b in zip(

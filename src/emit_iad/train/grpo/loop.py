@@ -38,6 +38,7 @@ from emit_iad.train.harness import (
     lr_schedule,
     make_accelerator,
     param_checksum,
+    replay_history,
     run_key,
     trainable_parameters,
 )
@@ -252,7 +253,8 @@ def train_grpo(
     # them (a group repeats one prompt, whose batch statistics would be degenerate).
     module.eval()
     samples: list[dict] = []
-    history: list[dict] = []
+    history: list[dict] = list(ckpt.history)  # a resumed run's curves start at step 1
+    replay_history(acc, history, "grpo")
     if probe and pos.step == 0:
         history.append({"step": 0, "probe_accuracy": probe_accuracy()})
         log_metrics(acc, {"grpo/probe_accuracy": history[-1]["probe_accuracy"]}, 0)
@@ -310,7 +312,7 @@ def train_grpo(
                 acc=f"{metrics.get('accuracy', 0):.2f}", kl=f"{metrics.get('kl', 0):.3f}"
             )
         if ckpt.due(pos):
-            ckpt.save(pos)
+            ckpt.save(pos, history)
     if bar is not None:
         bar.close()
     if probe:
