@@ -69,3 +69,63 @@ def test_parameters_are_checked():
         AblationConfig.from_params({"seeds": []})
     with pytest.raises(ValueError, match=r"parameters_ablation\.yml"):
         AblationConfig.from_params({"seed": 0})
+
+
+@pytest.fixture(scope="module")
+def ablation_inputs(sets):
+    _, _, qa = sets
+    train = qa.split("train")
+    train = train[train.type.isin(["Anomaly Detection"])].head(8)
+    test = qa.split("test")
+    return train, test[test.query_key.isin(sorted(test.query_key.unique())[:3])]
+
+
+def test_each_variant_and_seed_is_a_child_run_and_a_finished_one_is_not_redone(
+    tiny_vlm, ablation_inputs, tmp_path, monkeypatch
+):
+    import mlflow
+
+    import emit_iad.evaluate.ablation as ablation
+
+    train, test = ablation_inputs
+    grpo = {"tasks": ["Anomaly Detection"], "group_size": 2, "max_new_tokens": 6,
+            "batch_size": 2, "steps": 2, "checkpoint_every": 0, "val_max_questions": 0,
+            "probe_prompts": 0, "trainable": ["fewshot"]}  # fmt: skip
+    evaluation = {"batch_size": 8, "max_new_tokens": 6}
+    config = AblationConfig(seeds=(0,), variants=("SFT + GRPO", "SFT + DA-GRPO"))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("ablation-test")
+    try:
+        with mlflow.start_run(run_name="ablation") as parent:
+            runs, histories = ablation.run_ablation(tiny_vlm, train, test.iloc[:0], test, grpo,
+                                                    evaluation, config, tmp_path / "ck")  # fmt: skip
+        client = mlflow.MlflowClient()
+        children = client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert sorted(c.info.run_name for c in children) == ["SFT + DA-GRPO seed 0",
+                                                             "SFT + GRPO seed 0"]  # fmt: skip
+        for child in children:
+            steps = client.get_metric_history(child.info.run_id, "grpo/kl")
+            assert sorted(m.step for m in steps) == [1, 2]  # each its own curve
+            variant = child.data.params["variant"]
+            average = runs.set_index("variant").loc[variant, "Average"]
+            assert child.data.metrics["mmad/average"] == pytest.approx(average)
+        assert sorted(p.name for p in (tmp_path / "ck/results").iterdir()) == [
+            "sft_da-grpo-seed0.json", "sft_grpo-seed0.json"]
+
+        # an interrupted ablation run again: the finished ones are not trained again
+        def no_training(*args, **kwargs):
+            raise AssertionError("a finished (variant, seed) was trained again")
+
+        monkeypatch.setattr(ablation, "train_grpo", no_training)
+        with mlflow.start_run(run_name="ablation again"):
+            again, again_histories = ablation.run_ablation(
+                tiny_vlm, train, test.iloc[:0], test, grpo, evaluation, config, tmp_path / "ck")
+        pd.testing.assert_frame_equal(again, runs)
+        assert len(again_histories) == len(histories)
+        # other settings: trained again
+        with pytest.raises(AssertionError, match="trained again"):
+            ablation.run_ablation(tiny_vlm, train, test.iloc[:0], test, {**grpo, "lr": 1e-3},
+                                  evaluation, config, tmp_path / "ck")  # fmt: skip
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -5,7 +5,11 @@ benchmark; a paper-style table (7 tasks + average, mean ± std over seeds) and t
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +19,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import mlflow
 import pandas as pd
 
+from emit_iad.atomic import atomic_file
 from emit_iad.evaluate.answerers import LocalAnswerer
 from emit_iad.evaluate.runner import run_benchmark
 from emit_iad.mmad import protocol as p
@@ -26,6 +32,7 @@ from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
 
+log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_ablation.yml"
 COLUMNS = [*p.TASKS, "Average"]
 # row label -> overrides of the `grpo` parameters (EMIT's Table: GRPO vs difficulty-aware GRPO)
@@ -58,7 +65,8 @@ class AblationConfig:
         return config
 
 
-def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict) -> pd.DataFrame:
+def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict,
+                progress: Callable | None = None) -> pd.DataFrame:  # fmt: skip
     """MMAD accuracy table (datasets × tasks, with the Average row) of an in-memory model, in
     the evaluation's scoring mode (``evaluation.scoring``)."""
     prompt = PromptConfig.from_params(settings.get("prompt"))
@@ -66,8 +74,42 @@ def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict) -> pd.DataFra
                              int(settings.get("max_new_tokens", 128)))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         answers, _ = run_benchmark(questions, answerer, Path(tmp) / "answers.jsonl",
-                                   int(settings.get("batch_size", 16)))  # fmt: skip
+                                   int(settings.get("batch_size", 16)), progress)  # fmt: skip
     return score_answers(pd.DataFrame(answers), settings.get("scoring", "strict"))
+
+
+def _model_digest(vlm: VLM) -> str:
+    """Changes when any weight of the starting model changes (sums per tensor, hashed)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(vlm.model.state_dict().items()):
+        h.update(f"{name}:{float(tensor.double().sum()):.10e}".encode())
+    if vlm.fewshot is not None:
+        for name, tensor in sorted(vlm.fewshot.state_dict().items()):
+            h.update(f"f.{name}:{float(tensor.double().sum()):.10e}".encode())
+    return h.hexdigest()[:16]
+
+
+def _result_key(model: str, params: dict, evaluation: dict, questions: pd.DataFrame,
+                train: pd.DataFrame) -> str:  # fmt: skip
+    """What a finished (variant, seed) depends on: the SFT model, its GRPO settings, the scoring
+    settings, the training and test questions."""
+    parts = [model, json.dumps(params, sort_keys=True, default=str),
+             json.dumps({k: evaluation.get(k) for k in ("prompt", "max_new_tokens", "scoring")},
+                        sort_keys=True, default=str),
+             ",".join(map(str, questions.id)), str(len(train))]  # fmt: skip
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _child_run(name: str, params: dict):
+    """An MLflow child run under the stage's run (kedro-mlflow's), so every variant and seed has
+    its own curves; nothing when no run is active (another process, no tracking)."""
+    if mlflow.active_run() is None:
+        yield None
+        return
+    with mlflow.start_run(run_name=name, nested=True) as run:
+        mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
+        yield run
 
 
 def run_ablation(
@@ -80,21 +122,63 @@ def run_ablation(
     config: AblationConfig,
     checkpoint_root: str | Path,
     progress: Callable | None = None,
+    score_progress: Callable | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train and score every (variant, seed); returns the per-run MMAD rows (variant, seed,
-    tasks, Average) and the concatenated per-step GRPO histories (with variant, seed)."""
+    tasks, Average) and the concatenated per-step GRPO histories (with variant, seed).
+
+    Each finished (variant, seed) is kept in ``<checkpoint_root>/results/`` under a key of
+    everything it depends on: an interrupted ablation resumes without redoing it (and a
+    training cut short resumes from its own checkpoint). Each one is an MLflow child run.
+    """
     rows, histories = [], []
+    results = Path(checkpoint_root) / "results"
+    model = _model_digest(sft)
     for variant in config.variants:
         for seed in config.seeds:
             params = {**grpo_params, **config.grpo, **VARIANTS[variant], "seed": seed}
             grpo = GRPOConfig.from_params(params)
-            folder = Path(checkpoint_root) / f"{variant.replace(' ', '').lower()}-seed{seed}"
-            bar = progress(variant, seed) if progress else None
-            model, history, _ = train_grpo(copy.deepcopy(sft), train, val, grpo, str(folder), bar)
-            table = score_model(model, questions, evaluation)
-            rows.append({"variant": variant, "seed": seed, **table.loc["Average", COLUMNS]})
+            slug = f"{variant.replace(' ', '').replace('+', '_').lower()}-seed{seed}"
+            key = _result_key(model, params, evaluation, questions, train)
+            kept = results / f"{slug}.json"
+            done = json.loads(kept.read_text()) if kept.is_file() else {}
+            with _child_run(f"{variant} seed {seed}", {"variant": variant, **params}):
+                if done.get("key") == key:
+                    log.info("%s seed %d: finished before, not trained again (%s)",
+                             variant, seed, kept)  # fmt: skip
+                    row, history = done["row"], pd.DataFrame(done["history"])
+                    _log_history(history)
+                else:
+                    folder = Path(checkpoint_root) / slug
+                    bar = progress(variant, seed) if progress else None
+                    trained, history, _ = train_grpo(copy.deepcopy(sft), train, val, grpo,
+                                                     str(folder), bar)  # fmt: skip
+                    bar = (lambda it, n, v=variant, s=seed: score_progress(it, n, v, s)
+                           ) if score_progress else None  # fmt: skip
+                    table = score_model(trained, questions, evaluation, bar)
+                    row = {"variant": variant, "seed": seed,
+                           **{c: float(table.loc["Average", c]) for c in COLUMNS}}  # fmt: skip
+                    with atomic_file(kept) as fh:
+                        json.dump({"key": key, "row": row,
+                                   "history": json.loads(history.to_json(orient="records"))},
+                                  fh)  # fmt: skip
+                if mlflow.active_run() is not None:
+                    mlflow.log_metrics({f"mmad/{c.lower().replace(' ', '_')}": float(row[c])
+                                        for c in COLUMNS if row[c] == row[c]})  # fmt: skip
+            rows.append(row)
             histories.append(history.assign(variant=variant, seed=seed))
     return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
+
+
+def _log_history(history: pd.DataFrame) -> None:
+    """A kept run's curves into its new child run, as its training logged them."""
+    if mlflow.active_run() is None:
+        return
+    for record in history.to_dict("records"):
+        values = {f"grpo/{k}": float(v) for k, v in record.items()
+                  if k != "step" and isinstance(v, int | float) and v == v}  # fmt: skip
+        if values:
+            mlflow.log_metrics(values, step=int(record.get("step", 0)))
 
 
 def paper_table(fixed: dict[str, pd.Series], runs: pd.DataFrame) -> pd.DataFrame:

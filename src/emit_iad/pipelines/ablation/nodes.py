@@ -33,10 +33,14 @@ def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions
     def bar(variant, seed):
         return lambda total, done: tqdm(total=total, initial=done, desc=f"{variant} seed {seed}")
 
+    def score_bar(items, total, variant, seed):
+        return tqdm(items, total=total, desc=f"MMAD {variant} seed {seed}", unit="batch")
+
     return run_ablation(
         sft_model, train_questions, val_questions, questions,
         {k: v for k, v in grpo.items() if k != "checkpoint_dir"}, evaluation, config,
         grpo.get("checkpoint_dir", "data/06_models/.grpo_checkpoints") + "_ablation", bar,
+        score_bar,
     )  # fmt: skip
 
 
