@@ -20,24 +20,33 @@ def published_results() -> pd.DataFrame:
     return pd.read_csv(files("emit_iad.evaluate") / "published_mmad.csv")
 
 
-def radar_chart(models: dict[str, pd.Series], baselines: list[str] = ("gpt-4o",)) -> plt.Figure:
-    """One polygon per model over the 7 tasks; published baselines dashed."""
+PUBLISHED = "(published, real MMAD)"
+
+
+def radar_chart(models: dict[str, pd.Series], baselines: list[str] = ("gpt-4o",),
+                benchmark: str = "") -> plt.Figure:  # fmt: skip
+    """One polygon per model over the 7 tasks, titled with the ``benchmark`` they were scored
+    on; published baselines dashed and labelled as results on real MMAD (other questions than
+    a synthetic benchmark's: a reference, not a comparison)."""
     published = published_results().set_index("model")
     series = dict(models)
     for name in baselines:
         if name in published.index:
-            series[f"{name} (MMAD paper)"] = published.loc[name]
+            series[f"{name} {PUBLISHED}"] = published.loc[name]
     angles = np.linspace(0, 2 * np.pi, len(p.TASKS), endpoint=False).tolist()
     fig, ax = plt.subplots(figsize=(6.5, 6.5), subplot_kw={"polar": True})
     for label, row in series.items():
         values = [float(row.get(t, np.nan)) for t in p.TASKS]
-        style = "--" if "(MMAD paper)" in label else "-"
+        style = "--" if PUBLISHED in label else "-"
         ax.plot([*angles, angles[0]], [*values, values[0]], style, label=label, linewidth=1.5)
     ax.set_xticks(angles)
     ax.set_xticklabels([t.replace(" ", "\n") for t in p.TASKS], fontsize=8)
     ax.set_ylim(0, 100)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8, frameon=False)
-    ax.set_title("MMAD accuracy per task (%)", pad=28)
+    title = "MMAD accuracy per task (%)" + (f"\non benchmark {benchmark}" if benchmark else "")
+    if len(series) > len(models) and not benchmark.lower().startswith("mmad"):
+        title += "\ndashed: published results on real MMAD, other questions"
+    ax.set_title(title, pad=28, fontsize=10)
     fig.tight_layout()
     return fig
 

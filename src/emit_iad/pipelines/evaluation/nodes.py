@@ -33,7 +33,8 @@ def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict,
         mlflow_metrics[f"speed.{model}/questions_per_s"] = result.speed[model]["questions_per_s"]
     mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in mlflow_metrics.items()}
     radar = radar_chart({m: t.loc["Average"] for m, t in result.tables.items()},
-                        evaluation.get("baselines", ["gpt-4o"]))  # fmt: skip
+                        evaluation.get("baselines", ["gpt-4o"]),
+                        benchmark_id(mmad_json))  # fmt: skip
     primary = accuracy[accuracy.scoring == result.scoring].drop(columns="scoring")
     heat = heat_table(primary.set_index(["model", "dataset"]))
     report = pd.DataFrame(result.problems, columns=["entry", "reason"])
