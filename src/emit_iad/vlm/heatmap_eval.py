@@ -67,6 +67,11 @@ def heatmap_sanity(vlm: VLM, questions: pd.DataFrame, config: FewShotConfig,
         "image_auroc": float(roc_auc_score(labels, maps.flatten(1).amax(1).numpy())),
         "pixel_auroc": float(roc_auc_score(masks.ravel(), up.ravel())),
     }
+    for obj in sorted(rows.object.unique()):  # README's per-object figures
+        mine = (rows.object == obj).to_numpy()
+        if masks[mine].any() and not masks[mine].all():
+            metrics[f"pixel_auroc.{obj}"] = float(roc_auc_score(masks[mine].ravel(),
+                                                                up[mine].ravel()))  # fmt: skip
     bad = np.flatnonzero(labels)
     per_object = rows.iloc[bad].reset_index(drop=True).groupby("object").head(2).index[:overlays]
     pick = bad[per_object]  # a couple of defects of every object
