@@ -48,7 +48,8 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     assert type(base.model).__name__ == "InternVLForConditionalGeneration"
     assert base.fewshot is not None and base.meta["source"] == "tiny"
     [model_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "model"]
-    assert 0.0 <= model_run.data.metrics["model.heatmap.pixel_auroc"] <= 1.0
+    # the raw heatmap finds the defects (pixel AUROC on the small project's test queries)
+    assert model_run.data.metrics["model.heatmap.pixel_auroc"] > 0.8
     assert (project / "data/08_reporting/heatmap_overlays.png").stat().st_size > 5000
 
     edit_params(project, "sft", epochs=1, batch_size=8, val_max_questions=8, checkpoint_every=2)

@@ -63,7 +63,7 @@ class SFTConfig:
     keep_checkpoints: int = 2
     val_max_questions: int = 200
     val_max_new_tokens: int = 48
-    mixed_precision: str = "no"
+    mixed_precision: str | bool = "no"  # YAML reads an unquoted no as false: the same
     lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05})
     prompt: dict = field(default_factory=dict)
 

@@ -138,7 +138,8 @@ def test_probe_measures_the_same_val_prompts_before_and_after_without_changing_t
         runs[probes] = (out, history)
     history = runs[3][1]
     probe = history.dropna(subset=["probe_accuracy"])
-    assert probe.step.tolist() == [0, 2] and probe.probe_accuracy.between(0, 1).all()
+    # the untrained tiny model never writes a valid answer in 12 tokens: 0, known in advance
+    assert probe.step.tolist() == [0, 2] and (probe.probe_accuracy == 0).all()
     assert "probe_accuracy" not in runs[0][1]
     for (name, a), (_, b) in zip(runs[0][0].model.named_parameters(),
                                  runs[3][0].model.named_parameters(), strict=True):  # fmt: skip

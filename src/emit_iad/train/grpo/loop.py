@@ -105,7 +105,7 @@ class GRPOConfig:
     probe_prompts: int = 32  # val prompts sampled (G each) before and after: on-policy accuracy
     val_max_questions: int = 200
     val_max_new_tokens: int = 48
-    mixed_precision: str = "no"
+    mixed_precision: str | bool = "no"  # YAML reads an unquoted no as false: the same
     prompt: dict = field(default_factory=lambda: {"answer_format": "think"})
 
     @classmethod
