@@ -57,7 +57,7 @@ def test_first_repro_runs_the_whole_chain_in_order(repro):
     assert order == sorted(order)
     assert (project / "dvc.lock").is_file()
     index = pd.read_parquet(project / "data/02_intermediate/image_index.parquet")
-    assert len(index) == 50
+    assert len(index) == 63
     reports = project / "data/08_reporting"
     for name in ("metrics.json", "ablation.json", "ablation_radar.png", "grpo_curves.png"):
         assert (reports / name).stat().st_size > 0, name

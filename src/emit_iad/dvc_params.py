@@ -29,7 +29,7 @@ STAGE_PARAMS = {
     "sft": ("sft",),
     "grpo": ("grpo",),
     "evaluation": ("evaluation",),
-    "ablation": ("grpo", "evaluation", "ablation"),
+    "ablation": ("grpo", "evaluation", "ablation", "qa"),
 }
 HEADER = ("# Written by `dvc repro` (stage params) from the Kedro environment {env!r}; "
           "do not edit:\n# change conf/base, conf/<env> or conf/local instead.\n")  # fmt: skip

@@ -91,12 +91,18 @@ def stage_configs() -> dict[str, Callable[[dict], object]]:
     from emit_iad.train.sft import SFTConfig
     from emit_iad.vlm.build import ModelConfig
 
+    def model(params):
+        from emit_iad.train.pretrain import PretrainConfig
+
+        PretrainConfig.from_params(params.get("pretrain"))
+        return ModelConfig.from_params(params)
+
     def training(config_cls):  # checkpoint_dir is the node's, not the loop's
         return lambda params: config_cls.from_params(
             {k: v for k, v in params.items() if k != "checkpoint_dir"})
 
     return {"ingestion": IngestionConfig.from_params, "descriptions": DescribeConfig.from_params,
-            "qa": QAConfig.from_params, "model": ModelConfig.from_params,
+            "qa": QAConfig.from_params, "model": model,
             "sft": training(SFTConfig), "grpo": training(GRPOConfig),
             "evaluation": EvaluationConfig.from_params,
             "ablation": AblationConfig.from_params}  # fmt: skip

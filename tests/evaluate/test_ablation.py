@@ -97,8 +97,14 @@ def test_each_variant_and_seed_is_a_child_run_and_a_finished_one_is_not_redone(
     mlflow.set_experiment("ablation-test")
     try:
         with mlflow.start_run(run_name="ablation") as parent:
-            runs, histories = ablation.run_ablation(tiny_vlm, train, test.iloc[:0], test, grpo,
-                                                    evaluation, config, tmp_path / "ck")  # fmt: skip
+            runs, histories, answers = ablation.run_ablation(
+                tiny_vlm, train, test.iloc[:0], test, grpo, evaluation, config, tmp_path / "ck")
+        # every run's answers, one row per question, 0/1 as the table scored them
+        assert len(answers) == 2 * len(test) and set(answers.correct) <= {0, 1}
+        ad = answers[(answers.variant == "SFT + GRPO")
+                     & (answers.question_type == "Anomaly Detection")]  # fmt: skip
+        table_ad = runs.set_index("variant").loc["SFT + GRPO", "Anomaly Detection"]
+        assert ad.correct.mean() * 100 == pytest.approx(table_ad)
         client = mlflow.MlflowClient()
         children = client.search_runs(
             [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -119,7 +125,7 @@ def test_each_variant_and_seed_is_a_child_run_and_a_finished_one_is_not_redone(
 
         monkeypatch.setattr(ablation, "train_grpo", no_training)
         with mlflow.start_run(run_name="ablation again"):
-            again, again_histories = ablation.run_ablation(
+            again, again_histories, _ = ablation.run_ablation(
                 tiny_vlm, train, test.iloc[:0], test, grpo, evaluation, config, tmp_path / "ck")
         pd.testing.assert_frame_equal(again, runs)
         assert len(again_histories) == len(histories)
@@ -129,3 +135,36 @@ def test_each_variant_and_seed_is_a_child_run_and_a_finished_one_is_not_redone(
                                   evaluation, config, tmp_path / "ck")  # fmt: skip
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_runs_in_worker_processes_are_kept_and_logged_like_the_others(
+    tiny_vlm, ablation_inputs, tmp_path
+):
+    import mlflow
+
+    from emit_iad.evaluate.ablation import run_ablation
+
+    train, test = ablation_inputs
+    grpo = {"tasks": ["Anomaly Detection"], "group_size": 2, "max_new_tokens": 6,
+            "batch_size": 2, "steps": 2, "checkpoint_every": 0, "val_max_questions": 0,
+            "probe_prompts": 0, "trainable": ["fewshot"]}  # fmt: skip
+    config = AblationConfig(seeds=(0, 1), variants=("SFT + GRPO",), workers=2)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("ablation-workers")
+    try:
+        with mlflow.start_run(run_name="ablation") as parent:
+            runs, histories, _ = run_ablation(tiny_vlm, train, test.iloc[:0], test, grpo,
+                                              {"batch_size": 8, "max_new_tokens": 6}, config,
+                                              tmp_path / "ck")  # fmt: skip
+        client = mlflow.MlflowClient()
+        children = client.search_runs(
+            [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert sorted(c.info.run_name for c in children) == ["SFT + GRPO seed 0",
+                                                             "SFT + GRPO seed 1"]  # fmt: skip
+        for child in children:  # trained elsewhere, their curves replayed here
+            assert [m.step for m in client.get_metric_history(child.info.run_id, "grpo/kl")] \
+                == [1, 2]
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert runs.seed.tolist() == [0, 1] and sorted(histories.seed.unique()) == [0, 1]
+    assert len(list((tmp_path / "ck/results").glob("*.json"))) == 2

@@ -55,3 +55,28 @@ def test_the_estimate_lies_in_its_interval_and_flips_sign_with_the_order(x, y):
     backward = bootstrap_difference(b, a, TASKS, n_boot=200, seed=3)
     assert forward.estimate == pytest.approx(-backward.estimate)
     assert forward.low == pytest.approx(-backward.high) and forward.high == pytest.approx(-backward.low)
+
+
+def test_correct_matrix_orders_runs_by_seed_and_questions_by_id():
+    import pandas as pd
+
+    from emit_iad.evaluate.stats import correct_matrix
+
+    marks = pd.DataFrame({"seed": [1, 1, 0, 0], "id": ["q2", "q1", "q1", "q2"],
+                          "correct": [1, 0, 1, 1]})  # fmt: skip
+    assert correct_matrix(marks, ["q1", "q2", "q3"]).tolist() == [[1, 1, 0], [0, 1, 0]]
+
+
+def test_step_intervals_per_group_with_the_target():
+    from emit_iad.evaluate.stats import step_intervals
+
+    tasks = ["AD"] * 40 + ["DL"] * 40
+    worse = np.tile([1, 0], 40)[None].astype(float)  # 50 %
+    better = np.ones((2, 80))  # 100 % on both seeds
+    seen = np.arange(80) < 60
+    rows = step_intervals({"SFT": worse, "GRPO": better}, tasks, [("SFT", "GRPO")],
+                          {"seen": seen, "held-out": ~seen, "none": np.zeros(80, bool)},
+                          n_boot=300)  # fmt: skip
+    assert [r["questions"] for r in rows] == ["seen", "held-out"]  # an empty group is left out
+    assert rows[0]["difference"] == pytest.approx(50.0) and rows[0]["met"]
+    assert rows[0]["runs"] == 2 and rows[0]["low"] > 30

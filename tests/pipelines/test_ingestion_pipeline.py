@@ -24,9 +24,9 @@ def test_ingestion_writes_the_index_and_a_finished_mlflow_run(project):
     run_pipeline(project, "ingestion")
 
     index = pd.read_parquet(project / "data/02_intermediate/image_index.parquet")
-    # 4 objects x (3 train + 2 test good) + (4 + 4 + 4 + 3 defect types) x 2
-    assert len(index) == 4 * 5 + 15 * 2
-    assert index.is_anomalous.sum() == 30
+    # 5 objects x (3 train + 2 test good) + (4 + 4 + 4 + 3 + 4 defect types) x 2
+    assert len(index) == 5 * 5 + 19 * 2
+    assert index.is_anomalous.sum() == 38
     assert index.image_path.str.startswith("data/01_raw/synthetic/").all()
     assert (project / "data/08_reporting/ingestion_overview.png").stat().st_size > 10_000
     assert pd.read_csv(project / "data/08_reporting/ingestion_report.csv").empty
@@ -37,7 +37,7 @@ def test_ingestion_writes_the_index_and_a_finished_mlflow_run(project):
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED" and run.info.run_name == "ingestion"
-    assert run.data.metrics["ingestion.images"] == 50
+    assert run.data.metrics["ingestion.images"] == 63
     assert run.data.params["ingestion.synthetic.n_train_good"] == "3"  # flattened
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"ingestion_overview.png", "ingestion_report.csv"} <= artifacts

@@ -100,16 +100,23 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
         "mmad_per_question.csv",
     } <= artifacts
 
-    # the ablation: two variants x two seeds from the SFT model, beside base and SFT
+    # the ablation: four variants x two seeds from the SFT model, beside base and SFT
     edit_params(project, "ablation", seeds=[0, 1], grpo={"steps": 2})
     run_pipeline(project, "ablation")
     table = pd.read_csv(project / "data/08_reporting/ablation_table.csv")
-    assert table.model.tolist() == ["Base", "SFT", "SFT + GRPO", "SFT + DA-GRPO"]
+    assert table.model.tolist() == ["Base", "SFT", "SFT + GRPO", "SFT + GRPO + resampling",
+                                    "SFT + GRPO + reweighting", "SFT + DA-GRPO"]  # fmt: skip
     assert table.set_index("model").loc["SFT + DA-GRPO", "seeds"] == "0, 1"
     sft_average = table.set_index("model").loc["SFT", "Average"]
     assert float(sft_average) == pytest.approx(metrics["sft"]["average"], abs=0.06)
     training = pd.read_csv(project / "data/08_reporting/ablation_training.csv")
-    assert len(training) == 4 and (training.steps == 2).all()
+    assert len(training) == 8 and (training.steps == 2).all()
+    # each step's gain with its interval, on seen and on held-out (fabric) objects
+    steps = pd.read_csv(project / "data/08_reporting/ablation_intervals.csv")
+    assert set(steps.questions) == {"seen objects", "held-out objects"}
+    assert ((steps.low <= steps.difference + 0.01) & (steps.difference <= steps.high + 0.01)).all()
+    base_to_sft = steps[(steps["from"] == "Base") & (steps.questions == "seen objects")]
+    assert len(base_to_sft) == 1 and base_to_sft.runs.iloc[0] == 1
     assert "| SFT + DA-GRPO |" in (project / "data/08_reporting/ablation.md").read_text()
     [ab] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "ablation"]
     assert "ablation.da-grpo/average" in ab.data.metrics

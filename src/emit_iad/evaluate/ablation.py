@@ -38,6 +38,8 @@ COLUMNS = [*p.TASKS, "Average"]
 # row label -> overrides of the `grpo` parameters (EMIT's Table: GRPO vs difficulty-aware GRPO)
 VARIANTS = {
     "SFT + GRPO": {"difficulty_aware": False, "resample": None, "reweight": None},
+    "SFT + GRPO + resampling": {"difficulty_aware": False, "resample": True, "reweight": False},
+    "SFT + GRPO + reweighting": {"difficulty_aware": False, "resample": False, "reweight": True},
     "SFT + DA-GRPO": {"difficulty_aware": True, "resample": None, "reweight": None},
 }
 
@@ -49,6 +51,9 @@ class AblationConfig:
     seeds: tuple[int, ...] = (0, 1)
     variants: tuple[str, ...] = tuple(VARIANTS)
     grpo: dict = field(default_factory=dict)  # overrides of `grpo` for every ablation run
+    # runs trained at once, each in its own process with cores / workers threads: a tiny model
+    # keeps two cores busier as two one-thread processes than as one two-thread process
+    workers: int = 1
 
     @classmethod
     def from_params(cls, params: dict) -> AblationConfig:
@@ -66,16 +71,20 @@ class AblationConfig:
 
 
 def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict,
-                progress: Callable | None = None) -> pd.DataFrame:  # fmt: skip
+                progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
     """MMAD accuracy table (datasets × tasks, with the Average row) of an in-memory model, in
-    the evaluation's scoring mode (``evaluation.scoring``)."""
+    the evaluation's scoring mode (``evaluation.scoring``), and its answers (id, question_type,
+    correct) for the intervals."""
     prompt = PromptConfig.from_params(settings.get("prompt"))
     answerer = LocalAnswerer(vlm, prompt, int(settings.get("batch_size", 16)),
                              int(settings.get("max_new_tokens", 128)))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         answers, _ = run_benchmark(questions, answerer, Path(tmp) / "answers.jsonl",
                                    int(settings.get("batch_size", 16)), progress)  # fmt: skip
-    return score_answers(pd.DataFrame(answers), settings.get("scoring", "strict"))
+    frame = pd.DataFrame(answers)
+    marks = frame.assign(correct=(frame.gpt_answer == frame.correct_answer).astype(int))
+    return (score_answers(frame, settings.get("scoring", "strict")),
+            marks[["id", "question_type", "correct"]])  # fmt: skip
 
 
 def _model_digest(vlm: VLM) -> str:
@@ -123,51 +132,114 @@ def run_ablation(
     checkpoint_root: str | Path,
     progress: Callable | None = None,
     score_progress: Callable | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Train and score every (variant, seed); returns the per-run MMAD rows (variant, seed,
-    tasks, Average) and the concatenated per-step GRPO histories (with variant, seed).
+    tasks, Average), the concatenated per-step GRPO histories (with variant, seed) and every
+    run's answers (variant, seed, id, question_type, correct: 0/1) for the intervals.
 
     Each finished (variant, seed) is kept in ``<checkpoint_root>/results/`` under a key of
     everything it depends on: an interrupted ablation resumes without redoing it (and a
     training cut short resumes from its own checkpoint). Each one is an MLflow child run.
     """
-    rows, histories = [], []
+    rows, histories, answers = [], [], []
     results = Path(checkpoint_root) / "results"
     model = _model_digest(sft)
+    jobs = []
     for variant in config.variants:
         for seed in config.seeds:
             params = {**grpo_params, **config.grpo, **VARIANTS[variant], "seed": seed}
-            grpo = GRPOConfig.from_params(params)
+            GRPOConfig.from_params(params)  # a bad setting fails before any training
             slug = f"{variant.replace(' ', '').replace('+', '_').lower()}-seed{seed}"
             key = _result_key(model, params, evaluation, questions, train)
-            kept = results / f"{slug}.json"
-            done = json.loads(kept.read_text()) if kept.is_file() else {}
-            with _child_run(f"{variant} seed {seed}", {"variant": variant, **params}):
-                if done.get("key") == key:
-                    log.info("%s seed %d: finished before, not trained again (%s)",
-                             variant, seed, kept)  # fmt: skip
-                    row, history = done["row"], pd.DataFrame(done["history"])
-                    _log_history(history)
-                else:
-                    folder = Path(checkpoint_root) / slug
-                    bar = progress(variant, seed) if progress else None
-                    trained, history, _ = train_grpo(copy.deepcopy(sft), train, val, grpo,
-                                                     str(folder), bar)  # fmt: skip
-                    bar = (lambda it, n, v=variant, s=seed: score_progress(it, n, v, s)
-                           ) if score_progress else None  # fmt: skip
-                    table = score_model(trained, questions, evaluation, bar)
-                    row = {"variant": variant, "seed": seed,
-                           **{c: float(table.loc["Average", c]) for c in COLUMNS}}  # fmt: skip
-                    with atomic_file(kept) as fh:
-                        json.dump({"key": key, "row": row,
-                                   "history": json.loads(history.to_json(orient="records"))},
-                                  fh)  # fmt: skip
-                if mlflow.active_run() is not None:
-                    mlflow.log_metrics({f"mmad/{c.lower().replace(' ', '_')}": float(row[c])
-                                        for c in COLUMNS if row[c] == row[c]})  # fmt: skip
-            rows.append(row)
-            histories.append(history.assign(variant=variant, seed=seed))
-    return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
+            jobs.append(_Job(variant, seed, params, key, results / f"{slug}.json",
+                             str(Path(checkpoint_root) / slug)))  # fmt: skip
+    todo = [j for j in jobs if _kept(j) is None]
+    if config.workers > 1 and len(todo) > 1:
+        _train_in_workers(todo, sft, train, val, questions, evaluation, config.workers)
+    for job in jobs:
+        with _child_run(f"{job.variant} seed {job.seed}", {"variant": job.variant, **job.params}):
+            done = _kept(job)
+            if done is not None:
+                log.info("%s seed %d: trained and scored (%s)", job.variant, job.seed, job.kept)
+                _log_history(pd.DataFrame(done["history"]))
+            else:  # in this process, its curves live in the child run
+                bar = progress(job.variant, job.seed) if progress else None
+                sbar = (lambda it, n, v=job.variant, s=job.seed: score_progress(it, n, v, s)
+                        ) if score_progress else None  # fmt: skip
+                done = _train_and_score(job, copy.deepcopy(sft), train, val, questions,
+                                        evaluation, bar, sbar)  # fmt: skip
+            row = done["row"]
+            if mlflow.active_run() is not None:
+                mlflow.log_metrics({f"mmad/{c.lower().replace(' ', '_')}": float(row[c])
+                                    for c in COLUMNS if row[c] == row[c]})  # fmt: skip
+        rows.append(row)
+        histories.append(pd.DataFrame(done["history"]).assign(variant=job.variant, seed=job.seed))
+        answers.append(pd.DataFrame(done["answers"]).assign(variant=job.variant, seed=job.seed))
+    return (pd.DataFrame(rows), pd.concat(histories, ignore_index=True),
+            pd.concat(answers, ignore_index=True)[["variant", "seed", "id", "question_type",
+                                                   "correct"]])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Job:
+    variant: str
+    seed: int
+    params: dict
+    key: str
+    kept: Path  # the finished result, JSON
+    checkpoints: str
+
+
+def _kept(job: _Job) -> dict | None:
+    if not job.kept.is_file():
+        return None
+    done = json.loads(job.kept.read_text())
+    return done if done.get("key") == job.key else None
+
+
+def _train_and_score(job: _Job, sft: VLM, train, val, questions, evaluation: dict,
+                     bar=None, score_bar=None) -> dict:  # fmt: skip
+    """Train one (variant, seed) from the SFT model, score it, keep the result (atomic)."""
+    grpo = GRPOConfig.from_params(job.params)
+    trained, history, _ = train_grpo(sft, train, val, grpo, job.checkpoints, bar)
+    table, marks = score_model(trained, questions, evaluation, score_bar)
+    done = {"key": job.key,
+            "row": {"variant": job.variant, "seed": job.seed,
+                    **{c: float(table.loc["Average", c]) for c in COLUMNS}},
+            "history": json.loads(history.to_json(orient="records")),
+            "answers": marks.to_dict(orient="list")}  # fmt: skip
+    with atomic_file(job.kept) as fh:
+        json.dump(done, fh)
+    return done
+
+
+def _worker(folder: str, job: _Job, train, val, questions, evaluation: dict,
+            threads: int) -> str:  # fmt: skip
+    """One (variant, seed) in a process of its own (no MLflow: the main process logs it)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    _train_and_score(job, VLM.load(folder), train, val, questions, evaluation)
+    return f"{job.variant} seed {job.seed}"
+
+
+def _train_in_workers(jobs: list[_Job], sft: VLM, train, val, questions, evaluation: dict,
+                      workers: int) -> None:  # fmt: skip
+    """The jobs in ``workers`` spawned processes; each keeps its result as it finishes, so a
+    failure loses only the runs still in flight."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        sft.save(Path(tmp) / "sft")
+        context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_worker, str(Path(tmp) / "sft"), job, train, val, questions,
+                                   evaluation, threads) for job in jobs]  # fmt: skip
+            for n, future in enumerate(as_completed(futures), 1):
+                log.info("ablation: %s done (%d of %d)", future.result(), n, len(jobs))
 
 
 def _log_history(history: pd.DataFrame) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
 from emit_iad.evaluate.answerers import ModelLoadError, ModelSpec, check_spec, make_answerer
-from emit_iad.evaluate.runner import load_benchmark, run_benchmark
+from emit_iad.evaluate.runner import ANSWER_FIELDS, load_benchmark, run_benchmark
 from emit_iad.mmad.scoring import (
     SCORING_MODES,
     metrics_of,
@@ -41,6 +41,7 @@ class Evaluation:
     scoring: str = "strict"  # the mode of ``tables``; ``other`` holds the other mode's
     other: dict[str, pd.DataFrame] = field(default_factory=dict)
     unparsed: dict[str, int] = field(default_factory=dict)  # answers naming no letter A-E
+    ids: dict[str, list[str]] = field(default_factory=dict)  # model label -> question ids
 
     def accuracy(self) -> pd.DataFrame:
         """All tables stacked, with ``model``, ``dataset`` and ``scoring`` columns (the
@@ -137,7 +138,8 @@ def evaluate_models(
         for stale in work_dir.glob(f"{spec.label}-*.jsonl"):  # answers of an older model/setting
             if stale != work_file and stale.stem.rsplit("-", 1)[0] == spec.label:
                 stale.unlink(missing_ok=True)
-        result.answers[spec.label] = [{k: a[k] for k in a if k != "raw"} for a in answers]
+        result.answers[spec.label] = [{k: a[k] for k in ANSWER_FIELDS} for a in answers]
+        result.ids[spec.label] = [a["id"] for a in answers]
         frame = pd.DataFrame(answers)
         result.tables[spec.label] = score_answers(frame, scoring)
         result.other[spec.label] = score_answers(frame, other_mode(scoring))
@@ -232,7 +234,10 @@ def promote_champions(specs: list[ModelSpec], averages: dict[str, float], benchm
 
 
 def per_question(evaluation: Evaluation) -> pd.DataFrame:
-    rows = [{"model": m, **a} for m, answers in evaluation.answers.items() for a in answers]
+    """One row per model and question (with the question's id), and whether it was right."""
+    rows = [{"model": m, "id": i, **a} for m, answers in evaluation.answers.items()
+            for i, a in zip(evaluation.ids.get(m) or [None] * len(answers), answers,
+                            strict=True)]  # fmt: skip
     return pd.DataFrame(rows).assign(correct=lambda d: d.gpt_answer == d.correct_answer)
 
 

@@ -123,7 +123,7 @@ def run_benchmark(
             asked += len(records)
     # speed over every answer, also those kept from an interrupted or earlier run
     elapsed = sum(float(done[i].get("seconds", 0.0)) for i in questions.id)
-    answers = [{k: done[i][k] for k in (*ANSWER_FIELDS, "raw")} for i in questions.id]
+    answers = [{k: done[i][k] for k in ("id", *ANSWER_FIELDS, "raw")} for i in questions.id]
     speed = {"questions": float(len(questions)), "asked": float(asked),
              "questions_per_s": len(questions) / elapsed if elapsed > 0 else 0.0}  # fmt: skip
     return answers, speed

@@ -93,3 +93,40 @@ def bootstrap_difference(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return Interval(estimate, float(low), float(high))
+
+
+def correct_matrix(marks, ids: Sequence[str]) -> np.ndarray:
+    """Runs × questions (0/1) from answer rows (``seed`` optional, ``id``, ``correct``), the
+    questions in the order ``ids``; a question a run did not answer counts as wrong."""
+    runs = [marks] if "seed" not in marks else [g for _, g in marks.groupby("seed", sort=True)]
+    out = np.zeros((len(runs), len(ids)))
+    position = {q: i for i, q in enumerate(ids)}
+    for r, run in enumerate(runs):
+        for q, ok in zip(run["id"], run["correct"], strict=True):
+            if q in position:
+                out[r, position[q]] = float(ok)
+    return out
+
+
+def step_intervals(
+    models: dict, tasks: Sequence[str], steps: Sequence[tuple[str, str]], groups: dict,
+    target: float = 2.0, n_boot: int = 2000,
+) -> list[dict]:  # fmt: skip
+    """For each (from, to) step and each group of questions (a boolean mask over them, e.g.
+    seen and held-out objects): the difference of MMAD averages with its 95 % interval, and
+    whether it meets the target (at least ``target`` points, interval above 0)."""
+    rows = []
+    tasks = np.asarray(tasks)
+    for group, mask in groups.items():
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            continue
+        for a, b in steps:
+            if a not in models or b not in models:
+                continue
+            iv = bootstrap_difference(models[a][:, mask], models[b][:, mask], tasks[mask],
+                                      n_boot=n_boot)  # fmt: skip
+            rows.append({"questions": group, "from": a, "to": b, "difference": iv.estimate,
+                         "low": iv.low, "high": iv.high, "runs": len(models[b]),
+                         "met": bool(iv.estimate >= target and iv.low > 0)})  # fmt: skip
+    return rows

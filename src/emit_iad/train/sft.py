@@ -46,6 +46,7 @@ class SFTConfig:
     tasks: tuple[str, ...] = (p.ANOMALY_DETECTION, p.DEFECT_LOCALIZATION)
     trainable: tuple[str, ...] = ("fewshot",)  # fewshot | lora | full
     answer_format: str = "think"  # think | plain
+    rationale: str = "short"  # short | options: also walk through short options (targets.walk)
     lr: float = 1e-5
     epochs: int = 2
     batch_size: int = 8
@@ -191,7 +192,7 @@ def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptC
     questions; each part's summed loss is divided by the batch's target tokens, so the gradient
     equals one pass over the whole batch (mean over its target tokens). Returns that mean."""
     tok = vlm.processor.tokenizer
-    targets = [target(r, config.answer_format) for r in chunk]
+    targets = [target(r, config.answer_format, config.rationale) for r in chunk]
     counts = target_lengths(targets, tok)
     total = sum(counts)
     parts = spans(len(chunk), config.micro_batch_size)

@@ -38,9 +38,43 @@ def rationale(record) -> str:
     return f"The product is a {obj}."
 
 
-def target(record, answer_format: str) -> str:
-    """What the model should write for a question record."""
+SHORT_OPTION_WORDS = 4  # options up to this many words are walked through (names, regions)
+
+
+def walk(record) -> str | None:
+    """The options read one by one, each judged, up to the right one:
+    ``A. Wood. no. B. Screw. yes.`` Each option is copied as the prompt writes it, then judged
+    against what the image shows; the answer is then the last letter written. A 2-layer model
+    cannot look up which letter stands before a name it recognised (measured: it names the
+    object and picks one fixed letter); this turns the lookup into steps it can take. None when
+    an option is longer than :data:`SHORT_OPTION_WORDS` words (descriptions: too long to walk).
+
+    >>> walk({"options": ["Wood.", "Screw.", "Tablet."], "answer": "B"})
+    'A. Wood. no. B. Screw. yes.'
+    """
+    options = [str(o) for o in record["options"]]
+    if any(len(o.split()) > SHORT_OPTION_WORDS for o in options):
+        return None
+    steps = []
+    for letter, option in zip(p.LETTERS, options, strict=False):
+        right = letter == record["answer"]
+        steps.append(f"{letter}. {option} {'yes' if right else 'no'}.")
+        if right:
+            break
+    return " ".join(steps)
+
+
+def target(record, answer_format: str, style: str = "short") -> str:
+    """What the model should write for a question record. ``style`` ``options``: the think
+    part walks through short options (:func:`walk`) after the rationale, except for Anomaly
+    Detection's yes/no."""
     letter = record["answer"]
     if answer_format == "plain":
         return letter
-    return f"<think>{rationale(record)} The answer is {letter}.</think><answer>{letter}</answer>"
+    why = rationale(record)
+    if style == "options" and record["type"] != p.ANOMALY_DETECTION:
+        steps = walk(record)
+        if steps:  # the answer as the options write it, then the walk matches it token for token
+            right = record["options"][p.LETTERS.index(letter)]
+            why = f"{why} It is {right} {steps}"
+    return f"<think>{why} The answer is {letter}.</think><answer>{letter}</answer>"

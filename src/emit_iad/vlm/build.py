@@ -32,6 +32,9 @@ class ModelConfig:
     # prompt (InternVL's tiling: crop_to_patches, min_patches, max_patches, size) and heatmap
     # (the few-shot query and template; one tile by default)
     images: dict = field(default_factory=dict)
+    # the tiny model's general warm-up on normal images (train/pretrain.py); a pretrained VLM
+    # has that ability already and skips it
+    pretrain: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.source not in ("tiny", "pretrained"):

@@ -18,10 +18,16 @@ from emit_iad.evaluate.ablation import (
 )
 from emit_iad.evaluate.report import radar_chart
 from emit_iad.evaluate.runner import load_benchmark
+from emit_iad.evaluate.stats import correct_matrix, step_intervals
+from emit_iad.mmad import protocol as p
 from emit_iad.vlm.bundle import VLM
 
 log = logging.getLogger(__name__)
 FIXED = {"base": "Base", "sft": "SFT"}  # evaluation-stage models that head the table
+# the steps of EMIT's ablation whose gains get an interval (from, to)
+STEPS = [("Base", "SFT"), ("SFT", "SFT + GRPO"), ("SFT + GRPO", "SFT + DA-GRPO"),
+         ("SFT + GRPO", "SFT + GRPO + resampling"), ("SFT + GRPO", "SFT + GRPO + reweighting"),
+         ("SFT", "SFT + DA-GRPO")]  # fmt: skip
 
 
 def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame,
@@ -44,16 +50,42 @@ def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions
     )  # fmt: skip
 
 
-def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFrame):
+def intervals(per_question: pd.DataFrame, answers: pd.DataFrame, holdout: list[str],
+              n_boot: int = 2000) -> pd.DataFrame:  # fmt: skip
+    """Each step's gain in MMAD average with its 95 % interval (paired bootstrap over questions
+    and seeds), on the objects seen in training and on the held-out ones."""
+    ids = sorted(answers.id.unique())
+    kind = answers.drop_duplicates("id").set_index("id").question_type
+    tasks = [p.TASK_OF_TYPE.get(kind[i], kind[i]) for i in ids]
+    models = {label: correct_matrix(per_question[per_question.model == m], ids)
+              for m, label in FIXED.items()
+              if "id" in per_question and (per_question.model == m).any()}  # fmt: skip
+    for variant, g in answers.groupby("variant", sort=False):
+        models[variant] = correct_matrix(g, ids)
+    objects = pd.Series([i.split("::")[0].split("/")[1] if "/" in i else "" for i in ids])
+    held = objects.isin(holdout).to_numpy()
+    groups = {"seen objects": ~held, "held-out objects": held}
+    return pd.DataFrame(step_intervals(models, tasks, STEPS, groups, n_boot=n_boot),
+                        columns=["questions", "from", "to", "difference", "low", "high", "runs",
+                                 "met"])  # fmt: skip
+
+
+def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFrame,
+           per_question: pd.DataFrame, answers: pd.DataFrame, qa: dict):  # fmt: skip
     if "scoring" in mmad_accuracy:  # the evaluation's primary scoring mode (its rows come first)
         mmad_accuracy = mmad_accuracy[mmad_accuracy.scoring == mmad_accuracy.scoring.iloc[0]]
     averages = mmad_accuracy[mmad_accuracy.dataset == "Average"].set_index("model")
     fixed = {label: averages.loc[m, COLUMNS] for m, label in FIXED.items() if m in averages.index}
     table = paper_table(fixed, runs)
     summary = training_summary(histories)
+    steps = intervals(per_question, answers, list(qa.get("holdout_objects") or []))
+    shown = steps.assign(**{c: steps[c].round(1) for c in ("difference", "low", "high")})
     markdown = (
         "MMAD accuracy (%) on the test benchmark; GRPO rows: mean ± std over seeds\n\n"
         + to_markdown(table)
+        + "\nGain of each step in MMAD average (points) with its 95 % interval (paired "
+        "bootstrap over questions and seeds); met: at least 2 points and the interval above 0\n\n"
+        + to_markdown(shown.set_index("questions"))
         + "\nGRPO training (means per run)\n\n"
         + to_markdown(summary.set_index("variant").round(3))
     )
@@ -63,7 +95,7 @@ def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFr
     radar = radar_chart(means, baselines=[])
     metrics = {}
     for variant, g in runs.groupby("variant", sort=False):
-        key = variant.replace("SFT + ", "").replace(" ", "_").lower()
+        key = variant.replace("SFT + ", "").replace(" + ", "_").replace(" ", "_").lower()
         metrics[f"ablation.{key}/average"] = g.Average.mean()
         metrics[f"ablation.{key}/anomaly_detection"] = g["Anomaly Detection"].mean()
         s = summary[summary.variant == variant]
@@ -74,7 +106,11 @@ def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFr
             if col in s:
                 metrics[f"ablation.{key}/{col}"] = s[col].mean()
         metrics[f"ablation.{key}/rollout_accuracy_last"] = s.rollout_accuracy_last.mean()
+    for r in steps.to_dict("records"):
+        group = "heldout" if r["questions"].startswith("held") else "seen"
+        name = f"{r['from']}_to_{r['to']}".replace("SFT + ", "").replace(" + ", "_")
+        metrics[f"ablation.gain.{group}/{name.replace(' ', '_').lower()}"] = r["difference"]
     dvc = {k.replace("ablation.", ""): round(float(v), 3) for k, v in metrics.items()}
     mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in metrics.items()}
     return (table.reset_index(), markdown, summary, radar, curves_figure(histories), dvc,
-            mlflow_metrics)  # fmt: skip
+            mlflow_metrics, steps)  # fmt: skip

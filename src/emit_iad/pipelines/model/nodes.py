@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from emit_iad.train.pretrain import PretrainConfig, pretrain_base
 from emit_iad.vlm.build import ModelConfig, build_base_model, corpus
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.heatmap_eval import heatmap_sanity
 
 
-def build_model(train_questions, val_questions, descriptions, model: dict) -> VLM:
+def build_model(train_questions, val_questions, descriptions, model: dict):
+    """The base model; the tiny one then gets its general warm-up (``model.pretrain``)."""
     config = ModelConfig.from_params(model)
-    return build_base_model(config, corpus(train_questions, val_questions, descriptions))
+    vlm = build_base_model(config, corpus(train_questions, val_questions, descriptions))
+    settings = PretrainConfig.from_params(config.pretrain)
+    if config.source != "tiny" or settings.epochs <= 0:
+        return vlm, pd.DataFrame(columns=["step", "epoch", "loss"])
+
+    def bar(total, done):
+        return tqdm(total=total, initial=done, desc="base warm-up", unit="step")
+
+    return pretrain_base(vlm, train_questions, val_questions, settings,
+                         "data/06_models/.base_checkpoints", bar)
 
 
 def check_heatmap(base_model: VLM, test_questions: pd.DataFrame, model: dict):
