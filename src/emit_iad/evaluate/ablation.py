@@ -307,7 +307,7 @@ def _probe(history: pd.DataFrame) -> dict:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub table (no extra dependency)."""
-    head = ["model", *table.columns]
+    head = [table.index.name or "model", *table.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in table.iterrows()]
     return "\n".join(lines) + "\n"
