@@ -25,11 +25,11 @@ def test_offline_default_writes_template_descriptions(project):
     table = pd.read_parquet(project / "data/03_primary/descriptions.parquet")
     assert set(table.kind) == {"normal", "defect", "instance"}
     assert (table.backend == "template").all()
-    assert table.groupby("kind").size().to_dict() == {"defect": 15, "instance": 24, "normal": 4}
+    assert table.groupby("kind").size().to_dict() == {"defect": 19, "instance": 30, "normal": 5}
     _, runs = _runs(project)
     run = runs["descriptions"]
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["descriptions.rows.defect"] == 15
+    assert run.data.metrics["descriptions.rows.defect"] == 19
     assert run.data.params["descriptions.backend"] == "template"
 
 
@@ -48,10 +48,10 @@ def test_openai_backend_with_credentials_never_leaks_the_key(project):
         assert len(server.requests) == sent  # second run: everything from the cache
 
     table = pd.read_parquet(project / "data/03_primary/descriptions.parquet")
-    assert len(table) == 43 and (table.backend == "openai").all()
+    assert len(table) == 54 and (table.backend == "openai").all()
     client, runs = _runs(project)
     run = client.get_run(runs["descriptions"].info.run_id)
-    assert run.data.metrics["descriptions.llm.cache_hits"] == 43
+    assert run.data.metrics["descriptions.llm.cache_hits"] == 54
     assert run.data.metrics["descriptions.llm.requests"] == 0
 
     leaks = [

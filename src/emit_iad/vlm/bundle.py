@@ -321,7 +321,19 @@ class EMITModule(nn.Module):
         model_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
         batch = Batch(model_inputs, [], fewshot_query, fewshot_template, heatmap=fewshot_heatmap)
         with vlm.injecting(batch):
-            return self.model(**inputs)
+            out = self.model(**inputs)
+        unused = fewshot_query is None and fewshot_heatmap is None
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if unused and distributed and self.fewshot is not None and torch.is_grad_enabled():
+            # a batch with no few-shot question (object questions only) still touches every
+            # trainable few-shot weight, with zero gradient: under DDP every process must
+            # reduce the same parameters at each step, or the step hangs (found by the
+            # two-process test when SFT mixed in object questions). One process: untouched,
+            # so AdamW does not move weights that had no gradient.
+            touch = sum(p.sum() for p in self.fewshot.parameters() if p.requires_grad)
+            if torch.is_tensor(touch):
+                out.logits = out.logits + 0.0 * touch
+        return out
 
     def image_features(self, pixel_values, image_grid_thw=None, **_):
         """The language model's image tokens (vision tower + aligner) for these images: InternVL
