@@ -59,3 +59,25 @@ def test_batches_are_left_padded(tiny_vlm, records):
     assert (mask[:, -1] == 1).all()  # every prompt ends at the right edge
     assert (mask[:, 0] == 0).any()
     assert batch.fewshot_query is None  # no placeholders asked for
+
+
+def test_the_image_cache_follows_the_file_not_the_path_as_written(tmp_path, monkeypatch):
+    """The same relative path in two projects (one process: a notebook, the tests) names two
+    files; a file written again is read again. The cache once returned the first project's
+    image for both, which shifted a README figure by 0.013 AUROC in the full test run."""
+    import os
+
+    from PIL import Image
+
+    from emit_iad.vlm.chat import load_image
+
+    for name, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (tmp_path / name / "data").mkdir(parents=True)
+        Image.new("RGB", (4, 4), colour).save(tmp_path / name / "data/img.png")
+    monkeypatch.chdir(tmp_path / "a")
+    assert load_image("data/img.png").getpixel((0, 0)) == (255, 0, 0)
+    monkeypatch.chdir(tmp_path / "b")
+    assert load_image("data/img.png").getpixel((0, 0)) == (0, 0, 255)
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(tmp_path / "b/data/img.png")
+    os.utime(tmp_path / "b/data/img.png", ns=(1, 10**18))  # a new modification time
+    assert load_image("data/img.png").getpixel((0, 0)) == (0, 255, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -104,9 +105,18 @@ def build_messages(
     return messages, [*templates, record["query_image"]]
 
 
-@lru_cache(maxsize=256)
 def load_image(path: str) -> Image.Image:
-    """RGB image, cached: templates recur across many questions (bounded: real images are MBs)."""
+    """RGB image, cached: templates recur across many questions (bounded: real images are MBs).
+    The cache key is the file itself (absolute path, size, modification time), not the path as
+    written: a relative path names another file after a change of folder (two projects in one
+    process, as in a notebook or the tests), and a regenerated file is read again."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _load_image(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _load_image(path: str, size: int, mtime_ns: int) -> Image.Image:
     with Image.open(path) as im:
         return im.convert("RGB")
 
