@@ -106,6 +106,7 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
         )
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint-2", "checkpoint-4"]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("sft-resume")  # not an experiment id left by an earlier test's store
     try:
         with mlflow.start_run() as run:  # the resumed run is a new MLflow run
             resumed, history = train_sft(
