@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|new|old)-(?P<pid>\d+)(?:-.*)?$")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (this process counts as alive)."""
     if pid == os.getpid():
         return True
     try:
@@ -54,7 +55,7 @@ def recover(target: str | Path) -> list[str]:
     dead: dict[str, list[Path]] = {"tmp": [], "new": [], "old": []}
     for path in target.parent.iterdir():
         m = _LEFTOVER.match(path.name)
-        if m and m["name"] == target.name and not _alive(int(m["pid"])):
+        if m and m["name"] == target.name and not pid_alive(int(m["pid"])):
             dead[m["kind"]].append(path)
     done = []
     if not target.exists():
@@ -89,7 +90,7 @@ def recover_all(root: str | Path, depth: int = 3) -> list[str]:
             targets = {m["name"] for p in entries if (m := _LEFTOVER.match(p.name))}
             for name in sorted(targets):
                 done += recover(folder / name)
-            below += [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            below += [p for p in entries if p.is_dir() and not p.name.startswith(".")]
         level = below
     return done
 

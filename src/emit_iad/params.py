@@ -16,6 +16,12 @@ class ParamError(ValueError):
         self.keys, self.problem = tuple(keys), problem or message
 
 
+def nearest(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The choice closest to ``word`` (difflib), or None when none is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
     """``" (did you mean 'x'?)"`` for the nearest choice, else ``""``.
 
@@ -24,8 +30,8 @@ def suggest(word: str, choices: typing.Iterable[str]) -> str:
     >>> suggest("zzz", ["lr"])
     ''
     """
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = nearest(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def reject_unknown(config_cls: type, params: dict, where: str) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import mlflow
 
+from emit_iad.atomic import pid_alive
+
 log = logging.getLogger(__name__)
 HOST_TAG, PID_TAG = "emit_iad.host", "emit_iad.pid"
 # (table, column) holding artifact paths in MLflow's SQL schema; absent ones are skipped
@@ -61,16 +63,6 @@ def relocate_artifacts(db_path: Path, project_root: Path) -> list[str]:
     return sorted(roots)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def tag_process(run_id: str) -> None:
     """Which process runs ``run_id``, so a later start can tell whether it died."""
     client = mlflow.MlflowClient()
@@ -90,7 +82,7 @@ def mark_killed_runs() -> list[str]:
         if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit():
             continue
         pid = int(tags[PID_TAG])
-        if pid != os.getpid() and not _alive(pid):
+        if not pid_alive(pid):  # this process counts as alive
             client.set_terminated(run.info.run_id, status="KILLED")
             done.append(run.info.run_id)
             log.warning("MLflow run %s (%s) was left RUNNING by process %d, which is gone: "

@@ -29,6 +29,7 @@ from emit_iad.mmad import protocol as p
 from emit_iad.mmad.scoring import score_answers
 from emit_iad.params import reject_unknown
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.harness import history_metrics
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
 
@@ -246,11 +247,8 @@ def _log_history(history: pd.DataFrame) -> None:
     """A kept run's curves into its new child run, as its training logged them."""
     if mlflow.active_run() is None:
         return
-    for record in history.to_dict("records"):
-        values = {f"grpo/{k}": float(v) for k, v in record.items()
-                  if k != "step" and isinstance(v, int | float) and v == v}  # fmt: skip
-        if values:
-            mlflow.log_metrics(values, step=int(record.get("step", 0)))
+    for step, metrics in history_metrics(history.to_dict("records"), "grpo"):
+        mlflow.log_metrics(metrics, step=step)
 
 
 def paper_table(fixed: dict[str, pd.Series], runs: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,6 @@ Both take a list of question records and return the raw reply texts, in order.
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from emit_iad.llm_api import ChatClient, ClientConfig, Job
 from emit_iad.llm_api.images import image_part
+from emit_iad.params import nearest
 from emit_iad.vlm.bundle import META_FILE, VLM, ModelLoadError, check_complete
 from emit_iad.vlm.chat import PromptConfig, build_messages
 from emit_iad.vlm.loading import load_pretrained
@@ -117,8 +117,8 @@ class OpenAIAnswerer:
 
 
 def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = nearest(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def _check_mlflow_uri(uri: str) -> None:

@@ -37,7 +37,6 @@ class Evaluation:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # model label -> accuracy
     speed: dict[str, dict] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
-    specs: dict[str, ModelSpec] = field(default_factory=dict)  # model label -> where it came from
     scoring: str = "strict"  # the mode of ``tables``; ``other`` holds the other mode's
     other: dict[str, pd.DataFrame] = field(default_factory=dict)
     unparsed: dict[str, int] = field(default_factory=dict)  # answers naming no letter A-E
@@ -67,9 +66,10 @@ class Evaluation:
 
 
 def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str, settings: dict) -> str:
+    """``benchmark``: its identity (:func:`benchmark_id`)."""
     """Changes when the model files, the prompt, the benchmark's questions or the decoding
     settings change: the key under which a model's answers are kept and resumed."""
-    parts = [spec.kind, spec.ref, repr(prompt), benchmark_id(benchmark),
+    parts = [spec.kind, spec.ref, repr(prompt), benchmark,
              *(str(settings.get(k)) for k in ("max_new_tokens", "dtype", "device"))]  # fmt: skip
     folder = Path(spec.ref)
     if folder.is_dir():
@@ -126,8 +126,9 @@ def evaluate_models(
     result = Evaluation(problems=problems, scoring=scoring)
     work_dir = Path(settings.get("work_dir", "data/07_model_output/partial"))
     batch_size = int(settings.get("batch_size", 16))
+    benchmark = benchmark_id(mmad_json)  # read and hashed once, not per model
     for spec in specs:
-        key = _fingerprint(spec, prompt, str(mmad_json), settings)
+        key = _fingerprint(spec, prompt, benchmark, settings)
         work_file = work_dir / f"{spec.label}-{key}.jsonl"
         # a model's answers are kept under their key as soon as each batch is done: a later
         # failure (another model, the save of the outputs) never costs a finished model again
@@ -145,7 +146,6 @@ def evaluate_models(
         result.other[spec.label] = score_answers(frame, other_mode(scoring))
         result.unparsed[spec.label] = unparsed(frame)
         result.speed[spec.label] = speed
-        result.specs[spec.label] = spec
         log.info("%s: MMAD average %.2f (%d questions, %.1f q/s)", spec.label,
                  result.tables[spec.label].loc["Average", "Average"], len(answers),
                  speed["questions_per_s"])  # fmt: skip

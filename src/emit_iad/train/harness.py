@@ -15,7 +15,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -179,13 +179,20 @@ class Checkpointer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def history_metrics(rows: list[dict], prefix: str) -> Iterator[tuple[int, dict[str, float]]]:
+    """(step, metrics) of each history row that has a number (NaN and text left out)."""
+    for row in rows:
+        metrics = {f"{prefix}/{k}": float(v) for k, v in row.items()
+                   if k != "step" and isinstance(v, int | float) and v == v}  # fmt: skip
+        if metrics:
+            yield int(row.get("step", 0)), metrics
+
+
 def replay_history(accelerator: Accelerator, rows: list[dict], prefix: str) -> None:
     """Log the rows a checkpoint carried into this run, so a resumed run's MLflow curves start
     where the interrupted run's did (the history table gets the same rows)."""
-    for row in rows:
-        metrics = {f"{prefix}/{k}": v for k, v in row.items() if k != "step" and v is not None
-                   and isinstance(v, int | float) and v == v}  # fmt: skip
-        log_metrics(accelerator, metrics, int(row.get("step", 0)))
+    for step, metrics in history_metrics(rows, prefix):
+        log_metrics(accelerator, metrics, step)
 
 
 def log_metrics(accelerator: Accelerator, metrics: dict[str, float], step: int) -> None:
