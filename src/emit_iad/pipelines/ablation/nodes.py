@@ -50,6 +50,11 @@ def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions
     )  # fmt: skip
 
 
+def _metric_name(text: str) -> str:
+    """A row label as an MLflow metric name: ``SFT + GRPO + resampling`` -> ``grpo_resampling``."""
+    return text.replace("SFT + ", "").replace(" + ", "_").replace(" ", "_").lower()
+
+
 def intervals(per_question: pd.DataFrame, answers: pd.DataFrame, holdout: list[str],
               n_boot: int = 2000) -> pd.DataFrame:  # fmt: skip
     """Each step's gain in MMAD average with its 95 % interval (paired bootstrap over questions
@@ -95,7 +100,7 @@ def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFr
     radar = radar_chart(means, baselines=[])
     metrics = {}
     for variant, g in runs.groupby("variant", sort=False):
-        key = variant.replace("SFT + ", "").replace(" + ", "_").replace(" ", "_").lower()
+        key = _metric_name(variant)
         metrics[f"ablation.{key}/average"] = g.Average.mean()
         metrics[f"ablation.{key}/anomaly_detection"] = g["Anomaly Detection"].mean()
         s = summary[summary.variant == variant]
@@ -108,8 +113,8 @@ def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFr
         metrics[f"ablation.{key}/rollout_accuracy_last"] = s.rollout_accuracy_last.mean()
     for r in steps.to_dict("records"):
         group = "heldout" if r["questions"].startswith("held") else "seen"
-        name = f"{r['from']}_to_{r['to']}".replace("SFT + ", "").replace(" + ", "_")
-        metrics[f"ablation.gain.{group}/{name.replace(' ', '_').lower()}"] = r["difference"]
+        name = _metric_name(f"{r['from']}_to_{r['to']}")
+        metrics[f"ablation.gain.{group}/{name}"] = r["difference"]
     dvc = {k.replace("ablation.", ""): round(float(v), 3) for k, v in metrics.items()}
     mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in metrics.items()}
     return (table.reset_index(), markdown, summary, radar, curves_figure(histories), dvc,
