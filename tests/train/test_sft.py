@@ -180,3 +180,23 @@ def test_learning_rate_schedule_by_hand():
     assert f(2) == pytest.approx(1.0)
     assert f(6) == pytest.approx(0.5)
     assert f(10) == pytest.approx(0.0) and f(20) == pytest.approx(0.0)
+
+
+def test_repeats_add_the_tasks_questions_to_every_epoch(fresh_vlm, questions, tmp_path):
+    fixed = questions.groupby("type").head(4)  # 4 AD + 4 DL
+    config = small(batch_size=4, tasks=("Anomaly Detection", "Defect Localization"))
+    _, once = train_sft(copy.deepcopy(fresh_vlm), fixed, fixed.iloc[:0], config,
+                        str(tmp_path / "a"))  # fmt: skip
+    _, thrice = train_sft(fresh_vlm, fixed, fixed.iloc[:0],
+                          small(batch_size=4, tasks=config.tasks,
+                                repeats={"Defect Localization": 3}), str(tmp_path / "b"))  # fmt: skip
+    assert once.loss.count() == 2  # 8 questions
+    assert thrice.loss.count() == 4  # 4 AD + 3 x 4 DL = 16
+
+
+@pytest.mark.parametrize("repeats", [{"Object Details": 2}, {"Defect Localization": 0},
+                                     {"Defect Localization": 1.5}])  # fmt: skip
+def test_repeats_of_a_task_not_trained_or_not_a_count_are_refused(repeats):
+    with pytest.raises(ValueError, match=r"sft\.repeats"):
+        SFTConfig.from_params({"tasks": ["Anomaly Detection", "Defect Localization"],
+                               "repeats": repeats})  # fmt: skip

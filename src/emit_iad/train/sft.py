@@ -44,6 +44,7 @@ class SFTConfig:
     projector + soft prompt trained)."""
 
     tasks: tuple[str, ...] = (p.ANOMALY_DETECTION, p.DEFECT_LOCALIZATION)
+    repeats: dict | None = field(default_factory=dict)  # task -> times per epoch (null: none)
     trainable: tuple[str, ...] = ("fewshot",)  # fewshot | lora | full
     answer_format: str = "think"  # think | plain
     rationale: str = "short"  # short | options: also walk through short options (targets.walk)
@@ -72,6 +73,7 @@ class SFTConfig:
     def from_params(cls, params: dict) -> SFTConfig:
         reject_unknown(cls, params, f"{PARAMS_FILE} (`sft`)")
         d = dict(params)
+        d["repeats"] = dict(d.get("repeats") or {})
         for key in ("tasks", "trainable"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -80,10 +82,26 @@ class SFTConfig:
             raise ValueError(
                 f"sft.tasks: unknown {sorted(bad)}; MMAD's are {list(p.QUESTION_TYPES)}"
             )
+        for task, times in config.repeats.items():
+            if task not in config.tasks or not isinstance(times, int) or times < 1:
+                raise ValueError(f"sft.repeats: {task!r}: {times!r} must be a whole number >= 1 "
+                                 f"for one of sft.tasks {list(config.tasks)} ({PARAMS_FILE})")
         return config
 
     def prompt_config(self) -> PromptConfig:
         return PromptConfig(**{**self.prompt, "answer_format": self.answer_format})
+
+
+def oversample(train: pd.DataFrame, repeats: dict[str, int]) -> pd.DataFrame:
+    """Each question of a task in ``repeats`` that many times per epoch (the others once): more
+    steps on a task that is learned late, without more epochs of the others.
+
+    >>> q = pd.DataFrame({"id": ["a", "b", "c"], "type": ["AD", "DL", "OC"]})
+    >>> list(oversample(q, {"DL": 3}).id)
+    ['a', 'b', 'c', 'b', 'b']
+    """
+    extra = [train[train.type == task] for task, times in repeats.items() for _ in range(times - 1)]
+    return pd.concat([train, *extra], ignore_index=True) if extra else train
 
 
 def target_lengths(targets: Sequence[str], tokenizer) -> list[int]:
@@ -226,6 +244,7 @@ def train_sft(
     train = train[train.type.isin(config.tasks)].reset_index(drop=True)
     if train.empty:
         raise ValueError(f"no training questions of types {list(config.tasks)} ({PARAMS_FILE})")
+    train = oversample(train, config.repeats)
     val = val[val.type.isin(config.tasks)].head(config.val_max_questions)
     acc = make_accelerator(config.grad_accum, config.mixed_precision, config.seed)
     prepare_model(vlm, config)
