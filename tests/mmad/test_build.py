@@ -145,3 +145,26 @@ def test_split_is_seeded_and_holdout_goes_to_test(sets):
     b = build_question_sets(index, desc, QAConfig(seed=1)).questions
     pd.testing.assert_frame_equal(a, b)
     assert np.array_equal(a.columns, b.columns)
+
+
+def test_a_held_out_object_is_never_named_in_training_not_even_as_a_wrong_option(sets):
+    index, desc, _ = sets
+    qa = build_question_sets(index, desc, QAConfig(holdout_objects=("screw",))).questions
+
+    def answers(rows):  # the right option's text: an object, defect or characteristic
+        rows = rows[~rows.type.isin([p.ANOMALY_DETECTION, p.DEFECT_LOCALIZATION])]
+        return {opts[p.LETTERS.index(a)] for opts, a in zip(rows.options, rows.answer, strict=True)}
+
+    only_screw = answers(qa[qa.object == "screw"]) - answers(qa[qa.object != "screw"])
+    assert "Screw." in only_screw and len(only_screw) > 5
+    seen = qa[qa.split != "test"]
+    named = seen[seen.options.map(lambda opts: bool(set(opts) & only_screw))]
+    assert named.empty, named[["id", "options"]].head()
+    # the test questions of the other objects may still offer it, as MMAD's would
+    test = qa[(qa.split == "test") & (qa.object != "screw") & (qa.type == p.OBJECT_CLASSIFICATION)]
+    assert test.options.map(lambda opts: "Screw." in list(opts)).any()
+    # and without a held-out object, training questions offer every object
+    everything = build_question_sets(index, desc, QAConfig()).questions
+    train_oc = everything[(everything.split == "train")
+                          & (everything.type == p.OBJECT_CLASSIFICATION)]  # fmt: skip
+    assert train_oc.options.map(lambda opts: "Screw." in list(opts)).any()

@@ -16,6 +16,7 @@ from emit_iad.mmad.questions import (
     finalize,
     image_drafts,
     validate_questions,
+    without_objects,
 )
 from emit_iad.mmad.splits import assign_splits
 from emit_iad.mmad.templates import random_templates, thumbnail_embeddings, top_k_similar
@@ -105,6 +106,7 @@ def build_question_sets(
     similar, rand, skipped = _templates(index, splits, config.n_templates, config.seed, progress)
     know = Knowledge(descriptions)
     catalog = build_catalog(index, know)
+    seen = without_objects(catalog, set(config.holdout_objects))  # training's distractors
     drafts = []
     rng = np.random.default_rng(config.seed)
     for i, img in index.iterrows():
@@ -114,10 +116,10 @@ def build_question_sets(
             "query_text": None, "mask_path": img.mask_path,
             "similar_templates": similar[img.image_path], "random_templates": rand[img.image_path],
         }  # fmt: skip
-        new, why = image_drafts(img, base, know, catalog, rng)
+        new, why = image_drafts(img, base, know, catalog if splits[i] == "test" else seen, rng)
         drafts += new
         skipped += why
-    text_drafts, why = _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config)
+    text_drafts, why = _text_query_drafts(index, splits, keys, know, seen, similar, rand, config)
     drafts += text_drafts
     skipped += why
     questions, short = finalize(drafts, config.seed)

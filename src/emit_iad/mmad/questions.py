@@ -197,7 +197,8 @@ def image_drafts(
             effect = know.effect.get((ds, obj, defect))
             own_keys = [(ds, obj, d) for d in own]
             # other objects' texts for a defect of the same name would be near-duplicates
-            other_keys = [k for k in know.traits if k[:2] != (ds, obj) and k[2] != defect]
+            other_keys = [k for k in know.traits if k[:2] != (ds, obj) and k[2] != defect
+                          and k[:2] in catalog["objects"]]  # fmt: skip
             if traits:
                 add(p.DEFECT_DESCRIPTION, traits, _ranked(
                     [know.traits.get(k) for k in own_keys],
@@ -223,6 +224,20 @@ def image_drafts(
         rest = [v[i] for k, v in catalog["structure"].items() if k != (ds, obj)]
         add(qtype, mine, _ranked([], rest, [], rng))
     return drafts, skipped
+
+
+def without_objects(catalog: dict, objects) -> dict:
+    """The catalog without ``objects``: the distractors of training questions, so that a held-out
+    object's name, defects and characteristics never appear in training, not even as a wrong
+    option (a model would learn that they are never the answer).
+
+    >>> cat = {"objects": {("d", "a"): "a", ("d", "b"): "b"}, "defects": {("d", "a"): ["x"]},
+    ...        "structure": {}}
+    >>> without_objects(cat, {"b"})["objects"]
+    {('d', 'a'): 'a'}
+    """
+    return {section: {key: v for key, v in entries.items() if key[1] not in objects}
+            for section, entries in catalog.items()}  # fmt: skip
 
 
 def build_catalog(index: pd.DataFrame, know: Knowledge) -> dict:
