@@ -66,9 +66,9 @@ class Evaluation:
 
 
 def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str, settings: dict) -> str:
-    """``benchmark``: its identity (:func:`benchmark_id`)."""
-    """Changes when the model files, the prompt, the benchmark's questions or the decoding
-    settings change: the key under which a model's answers are kept and resumed."""
+    """Changes when the model files, the prompt, the benchmark's questions (``benchmark``: its
+    :func:`benchmark_id`) or the decoding settings change: the key under which a model's answers
+    are kept and resumed."""
     parts = [spec.kind, spec.ref, repr(prompt), benchmark,
              *(str(settings.get(k)) for k in ("max_new_tokens", "dtype", "device"))]  # fmt: skip
     folder = Path(spec.ref)
