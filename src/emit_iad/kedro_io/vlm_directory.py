@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from emit_iad.vlm.bundle import VLM
+if TYPE_CHECKING:  # torch and transformers load on first use: kedro-mlflow builds every
+    from emit_iad.vlm.bundle import VLM  # dataset of the catalog, also in stages without models
 
 
-class VLMDirectoryDataset(AbstractDataset[VLM, VLM]):
+class VLMDirectoryDataset(AbstractDataset["VLM", "VLM"]):
     """Saves a :class:`~emit_iad.vlm.bundle.VLM` atomically to a folder and loads it back.
 
     ``load_args``: ``dtype`` (auto: as saved; float32, bfloat16 …) and ``device`` (auto: this
@@ -33,6 +34,8 @@ class VLMDirectoryDataset(AbstractDataset[VLM, VLM]):
     def load(self) -> VLM:
         if not self._exists():
             raise DatasetError(f"{self._folder}: no model here yet; run the stage that writes it")
+        from emit_iad.vlm.bundle import VLM
+
         return VLM.load(self._folder, **self._load_args)
 
     def save(self, data: VLM) -> None:
