@@ -10,7 +10,7 @@ from emit_iad.describe import DescribeConfig, synthesize_descriptions
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.build import QAConfig, build_question_sets
 from emit_iad.mmad.format import MMADFormatError, from_mmad, to_mmad
-from emit_iad.mmad.questions import option_text
+from emit_iad.mmad.questions import GENERIC_OBJECTS, option_text
 from emit_iad.sources import (
     SourceConfig,
     build_image_index,
@@ -168,3 +168,20 @@ def test_a_held_out_object_is_never_named_in_training_not_even_as_a_wrong_option
     train_oc = everything[(everything.split == "train")
                           & (everything.type == p.OBJECT_CLASSIFICATION)]  # fmt: skip
     assert train_oc.options.map(lambda opts: "Screw." in list(opts)).any()
+
+
+def test_training_offers_names_beyond_the_catalog_and_test_keeps_the_catalog(sets):
+    index, desc, _ = sets
+    fillers = {option_text(o) for o in GENERIC_OBJECTS}
+    objects = {option_text(o) for o in index.object.unique()}
+
+    def oc_names(qa, split):
+        rows = qa[(qa.split == split) & (qa.type == p.OBJECT_CLASSIFICATION)]
+        return set(rows.options.explode())
+
+    mixed = build_question_sets(index, desc, QAConfig()).questions
+    assert oc_names(mixed, "train") & fillers and oc_names(mixed, "val") & fillers
+    # the test questions draw the other products first: five objects need no filler
+    assert oc_names(mixed, "test") == objects
+    plain = build_question_sets(index, desc, QAConfig(mix_fillers=False)).questions
+    assert oc_names(plain, "train") <= objects and oc_names(plain, "test") == oc_names(mixed, "test")

@@ -13,6 +13,7 @@ from emit_iad.mmad.format import image_key
 from emit_iad.mmad.questions import (
     Knowledge,
     build_catalog,
+    fillers_without,
     finalize,
     image_drafts,
     validate_questions,
@@ -37,6 +38,7 @@ class QAConfig:
     n_templates: int = 3
     text_query_share: float = 0.15
     balance_train: bool = True
+    mix_fillers: bool = True
 
     @classmethod
     def from_params(cls, params: dict) -> QAConfig:
@@ -107,6 +109,7 @@ def build_question_sets(
     know = Knowledge(descriptions)
     catalog = build_catalog(index, know)
     seen = without_objects(catalog, set(config.holdout_objects))  # training's distractors
+    fillers = fillers_without(config.holdout_objects)
     drafts = []
     rng = np.random.default_rng(config.seed)
     for i, img in index.iterrows():
@@ -116,10 +119,13 @@ def build_question_sets(
             "query_text": None, "mask_path": img.mask_path,
             "similar_templates": similar[img.image_path], "random_templates": rand[img.image_path],
         }  # fmt: skip
-        new, why = image_drafts(img, base, know, catalog if splits[i] == "test" else seen, rng)
+        test = splits[i] == "test"
+        new, why = image_drafts(img, base, know, catalog if test else seen, rng,
+                                config.mix_fillers and not test, fillers)  # fmt: skip
         drafts += new
         skipped += why
-    text_drafts, why = _text_query_drafts(index, splits, keys, know, seen, similar, rand, config)
+    text_drafts, why = _text_query_drafts(index, splits, keys, know, seen, similar, rand, config,
+                                          fillers)  # fmt: skip
     drafts += text_drafts
     skipped += why
     questions, short = finalize(drafts, config.seed)
@@ -134,7 +140,7 @@ def build_question_sets(
     return QASets(questions, report, keys)
 
 
-def _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config):
+def _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config, fillers):
     """EMIT's text-as-query: a normal training image + a description of a (defective) instance.
 
     Only instances whose own image is in the training split are used, so no test image leaks
@@ -170,7 +176,7 @@ def _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config
                 "query_text": r.text, "mask_path": None,
                 "similar_templates": similar[query], "random_templates": rand[query],
             }  # fmt: skip
-            new, why = image_drafts(img, base, know, catalog, rng)
+            new, why = image_drafts(img, base, know, catalog, rng, config.mix_fillers, fillers)
             drafts += new
             skipped += why
     return drafts, skipped
