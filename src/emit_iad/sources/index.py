@@ -1,9 +1,11 @@
 """The image index: one row per image of every configured dataset, with its defect geometry.
 
 Columns (see docs/DESIGN.md): dataset, object, split, label, is_anomalous, image_path, mask_path,
-width, height, defect_area, defect_region, bbox. ``mask_path`` joins several masks (MVTec-LOCO)
-with ``;``. Paths are the configured root joined with the file's place in the layout, so an
-index built from a relative root stays valid in any clone of the project.
+width, height, defect_area, defect_region, bbox, defect_images (the source's data role: may its
+defective images be trained on) and pixel_digest (:mod:`emit_iad.sources.images`).
+``mask_path`` joins several masks (MVTec-LOCO) with ``;``. Paths are the configured root
+joined with the file's place in the layout, so an index built from a relative root stays valid
+in any clone of the project.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
-from emit_iad.sources.layouts import LAYOUTS, Candidate, normalise_layout
+from emit_iad.sources.images import array_digest
+from emit_iad.sources.layouts import LAYOUT_OPTIONS, LAYOUTS, Candidate, normalise_layout
 from emit_iad.sources.regions import bounding_box, defect_area, defect_region
 
 INDEX_COLUMNS = [
     "dataset", "object", "split", "label", "is_anomalous", "image_path", "mask_path",
-    "width", "height", "defect_area", "defect_region", "bbox",
+    "width", "height", "defect_area", "defect_region", "bbox", "defect_images", "pixel_digest",
 ]  # fmt: skip
 REPORT_COLUMNS = ["dataset", "path", "reason", "fix"]
 ON_ERROR = ("fail", "skip")
@@ -32,15 +35,29 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One dataset root; mirrors an entry of ``ingestion.sources``."""
+    """One dataset root; mirrors an entry of ``ingestion.sources``.
+
+    ``defect_images`` is the source's data role (EMIT's): ``true`` (MPDD, Real-IAD, VISION in
+    EMIT) lets its defective images be trained on; ``false`` (MMAD's own sources in EMIT) means
+    only the normal images of the dataset's own training split are trained on, defects enter
+    as text, and everything else is test material only (``mmad.splits``).
+    """
 
     name: str
     layout: str
     root: str
     objects: tuple[str, ...] | None = None
+    defect_images: bool = True
+    options: tuple[tuple[str, object], ...] = ()  # the layout's own settings (LAYOUT_OPTIONS)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layout", normalise_layout(self.layout))
+        known = LAYOUT_OPTIONS.get(self.layout, {})
+        unknown = sorted(set(dict(self.options)) - set(known))
+        if unknown:
+            valid = ", ".join(f"{k} ({v})" for k, v in known.items()) or "none"
+            raise IngestionError(PARAMS_FILE, f"source {self.name!r}: unknown options {unknown}",
+                                 f"layout {self.layout} takes: {valid}", skippable=False)
 
     @classmethod
     def from_params(cls, entry: dict) -> SourceConfig:
@@ -52,12 +69,26 @@ class SourceConfig:
                 "give every entry of ingestion.sources a name, a layout and a root",
                 skippable=False,
             )
+        unknown = sorted(set(entry) - {"name", "layout", "root", "objects", "defect_images",
+                                       "options"})  # fmt: skip
+        if unknown:
+            raise IngestionError(
+                PARAMS_FILE, f"source {entry.get('name')!r} has unknown keys {unknown}",
+                "use name, layout, root, objects, defect_images (true | false) and options",
+                skippable=False,
+            )  # fmt: skip
+        if not isinstance(entry.get("defect_images", True), bool):
+            raise IngestionError(PARAMS_FILE, f"source {entry['name']!r}: defect_images is "
+                                 f"{entry['defect_images']!r}", "set it to true or false",
+                                 skippable=False)  # fmt: skip
         objects = entry.get("objects")
         return cls(
             name=str(entry["name"]),
             layout=entry["layout"],
             root=str(entry["root"]),
             objects=tuple(objects) if objects else None,
+            defect_images=entry.get("defect_images", True),
+            options=tuple(sorted((entry.get("options") or {}).items())),
         )
 
 
@@ -74,6 +105,21 @@ def _decode(path: Path, mode: str) -> np.ndarray:
         ) from None
 
 
+def _rasterise(c: Candidate, width: int, height: int) -> Path:
+    """Write the union of a candidate's polygons as a mask PNG (whole or not at all)."""
+    from PIL import ImageDraw
+
+    from emit_iad.atomic import atomic_file
+
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    for poly in c.polygons:
+        draw.polygon(list(zip(poly[0::2], poly[1::2], strict=True)), fill=255)
+    with atomic_file(c.expected_mask, "wb") as fh:
+        mask.save(fh, format="PNG")
+    return c.expected_mask
+
+
 def inspect_candidate(c: Candidate) -> dict:
     """Open the image (and its masks) of one candidate and measure the defect.
 
@@ -81,6 +127,9 @@ def inspect_candidate(c: Candidate) -> dict:
     """
     image = _decode(c.image_path, "RGB")
     height, width = image.shape[:2]
+    if c.polygons:
+        c = Candidate(c.dataset, c.object, c.split, c.label, c.image_path,
+                      (_rasterise(c, width, height),), c.expected_mask)  # fmt: skip
     row = {
         "dataset": c.dataset,
         "object": c.object,
@@ -94,6 +143,7 @@ def inspect_candidate(c: Candidate) -> dict:
         "defect_area": 0.0,
         "defect_region": None,
         "bbox": None,
+        "pixel_digest": array_digest(image),
     }
     if not c.is_anomalous:
         return row
@@ -134,6 +184,9 @@ def _safe_inspect(c: Candidate) -> dict | IngestionError:
         return inspect_candidate(c)
     except IngestionError as err:
         return err
+    except OSError as err:  # a rasterised mask that cannot be written
+        fix = "free disk space or fix the permissions of the mask folder"
+        return IngestionError(c.expected_mask or c.image_path, f"cannot be written ({err})", fix)
 
 
 def build_image_index(
@@ -166,8 +219,10 @@ def build_image_index(
         )
     candidates: list[Candidate] = []
     problems: list[tuple[str, IngestionError]] = []  # (dataset, problem)
+    roles = {s.name: s.defect_images for s in sources}
     for src in sources:
-        for item in LAYOUTS[src.layout](src.name, Path(src.root), list(src.objects or []) or None):
+        objects = list(src.objects or []) or None
+        for item in LAYOUTS[src.layout](src.name, Path(src.root), objects, **dict(src.options)):
             if isinstance(item, IngestionError):
                 problems.append((src.name, item))
             else:
@@ -187,7 +242,7 @@ def build_image_index(
                     raise res
                 problems.append((candidate.dataset, res))
             else:
-                rows.append(res)
+                rows.append({**res, "defect_images": roles[candidate.dataset]})
 
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     index = index.sort_values(["dataset", "object", "split", "label", "image_path"])

@@ -16,6 +16,14 @@ Listing only looks at file names; :mod:`emit_iad.sources.index` opens the files.
 
       <object>/{train,validation}/good/*.png   <object>/test/<label>/*.png
       <object>/ground_truth/<label>/<stem>/*.png   (one or more masks, united)
+
+- ``mpdd`` (MPDD, Jezek et al. 2021): MVTec-AD's layout and mask names.
+- ``goodsad`` (GoodsAD, Zhang et al. 2024)::
+
+      <object>/train/good/*.jpg   <object>/test/<label>/*.jpg
+      <object>/ground_truth/<label>/<stem>.png   (``<stem>_mask.png`` is accepted too)
+
+- ``real_iad`` and ``vision`` are annotated by JSON files: see :mod:`emit_iad.sources.annotated`.
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ class Candidate:
     label: str
     image_path: Path
     mask_paths: tuple[Path, ...]  # empty for normal images
-    expected_mask: Path | None  # where the mask should be, for error messages
+    expected_mask: Path | None  # where the mask should be (or is written, for polygons)
+    polygons: tuple[tuple[float, ...], ...] = ()  # defect polygons [x0, y0, x1, y1, ...]
 
     @property
     def is_anomalous(self) -> bool:
@@ -137,6 +146,14 @@ def _visa_masks(obj_dir: Path, label: str, image: Path) -> tuple[tuple[Path, ...
     return ((expected,) if expected.is_file() else ()), expected
 
 
+def _goodsad_masks(obj_dir: Path, label: str, image: Path) -> tuple[tuple[Path, ...], Path]:
+    folder = obj_dir / "ground_truth" / label
+    for name in (f"{image.stem}.png", f"{image.stem}_mask.png"):
+        if (folder / name).is_file():
+            return (folder / name,), folder / name
+    return (), folder / f"{image.stem}.png"
+
+
 def _loco_masks(obj_dir: Path, label: str, image: Path) -> tuple[tuple[Path, ...], Path]:
     folder = obj_dir / "ground_truth" / label / image.stem
     masks = tuple(_images(folder)) if folder.is_dir() else ()
@@ -155,11 +172,36 @@ def list_mvtec_loco(dataset: str, root: Path, objects: list[str] | None = None):
     return _walk(dataset, root, objects, ("train", "validation", "test"), _loco_masks)
 
 
+def list_goodsad(dataset: str, root: Path, objects: list[str] | None = None):
+    return _walk(dataset, root, objects, ("train", "test"), _goodsad_masks)
+
+
+def _annotated(name: str):
+    def lister(dataset: str, root: Path, objects: list[str] | None = None, **options):
+        from emit_iad.sources import annotated
+
+        return getattr(annotated, name)(dataset, root, objects, **options)
+
+    return lister
+
+
 LAYOUTS: dict[str, Callable[..., Iterator[Candidate | IngestionError]]] = {
     "mvtec_ad": list_mvtec_ad,
     "synthetic": list_mvtec_ad,  # the generator writes MVTec-AD's layout
     "visa": list_visa,
     "mvtec_loco": list_mvtec_loco,
+    "mpdd": list_mvtec_ad,  # MPDD is published in MVTec-AD's layout
+    "goodsad": list_goodsad,
+    "real_iad": _annotated("list_real_iad"),
+    "vision": _annotated("list_vision"),
+}
+# Layout-specific settings of a source (``options`` of its entry), with their meaning.
+LAYOUT_OPTIONS: dict[str, dict[str, str]] = {
+    "real_iad": {
+        "resolution": "which image folder: realiad_<resolution> (256, 512, 1024 or raw)",
+        "json_dir": "folder of the per-object JSON files, relative to root",
+    },
+    "vision": {"mask_dir": "where masks rasterised from the polygons are written"},
 }
 
 

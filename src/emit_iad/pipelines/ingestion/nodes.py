@@ -23,8 +23,11 @@ def generate_synthetic_data(ingestion: dict) -> pd.DataFrame:
     """Write the synthetic dataset for every source whose layout is ``synthetic``."""
     sources = [SourceConfig.from_params(s) for s in ingestion["sources"]]
     config = SyntheticConfig.from_params(ingestion.get("synthetic") or {})
-    frames = []
+    frames, roots = [], set()
     for src in (s for s in sources if s.layout == "synthetic"):
+        if src.root in roots:  # several sources may index parts of one generated folder
+            continue
+        roots.add(src.root)
         bar = lambda items, src=src: tqdm(items, desc=f"synthetic {src.root}", unit="img")  # noqa: E731
         rows = write_synthetic_dataset(src.root, config, progress=bar)
         frames.append(pd.DataFrame(rows).assign(dataset=src.name))
