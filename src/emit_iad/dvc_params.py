@@ -20,16 +20,17 @@ from kedro.config import OmegaConfigLoader
 from emit_iad.atomic import atomic_file
 from emit_iad.config_args import CONFIG_LOADER_ARGS
 
-# the parameter blocks each stage reads
+# the parameter blocks each stage reads (a dotted name: one key of a block)
+GUARD = ("evaluation.mmad_json", "evaluation.image_root", "qa.exclude_benchmarks")
 STAGE_PARAMS = {
     "ingestion": ("ingestion",),
     "descriptions": ("descriptions",),
-    "qa": ("qa",),
+    "qa": ("qa", *GUARD[:2]),
     "model": ("model",),
-    "sft": ("sft",),
-    "grpo": ("grpo",),
+    "sft": ("sft", *GUARD),
+    "grpo": ("grpo", *GUARD),
     "evaluation": ("evaluation",),
-    "ablation": ("grpo", "evaluation", "ablation", "qa"),
+    "ablation": ("grpo", "evaluation", "ablation", "qa"),  # the guard's keys among them
 }
 HEADER = ("# Written by `dvc repro` (stage params) from the Kedro environment {env!r}; "
           "do not edit:\n# change conf/base, conf/<env> or conf/local instead.\n")  # fmt: skip
@@ -40,12 +41,18 @@ def resolve(conf: str | Path = "conf", env: str | None = None) -> dict:
     return loader["parameters"]
 
 
+def _get(params: dict, dotted: str):
+    for part in dotted.split("."):
+        params = params.get(part) if isinstance(params, dict) else None
+    return params
+
+
 def write(folder: str | Path, params: dict, env: str) -> list[str]:
     """Per-stage files; returns the stages whose file changed."""
     folder = Path(folder)
     changed = []
     for stage, keys in STAGE_PARAMS.items():
-        text = yaml.safe_dump({k: params.get(k) for k in keys}, sort_keys=True)
+        text = yaml.safe_dump({k: _get(params, k) for k in keys}, sort_keys=True)
         path = folder / f"{stage}.yml"
         body = HEADER.format(env=env) + text
         if path.is_file() and path.read_text().split("\n", 2)[-1] == body.split("\n", 2)[-1]:

@@ -28,15 +28,19 @@ def test_every_type_is_built_with_mmad_names(sets):
 
 
 def test_no_image_is_in_two_splits_and_templates_are_normal_training_images(sets):
+    """Training and validation queries compare with normal training images; test queries with
+    normal images kept as templates only, which no question shows as its query."""
     index, _, qa = sets
     q = qa.questions[qa.questions.query_text.isna()]
     assert (q.groupby("query_key").split.nunique() == 1).all()
-    train_normal = set(index[~index.is_anomalous].image_path) & set(
-        q[(q.split == "train") & q.defect.isna()].query_image
-    )
+    normal = set(index[~index.is_anomalous].image_path)
+    train_normal = normal & set(q[(q.split == "train") & q.defect.isna()].query_image)
+    template_only = normal - set(q.query_image)
+    assert template_only
     for r in q.itertuples():
-        assert r.query_image not in r.similar_templates and r.query_image not in r.random_templates
-        assert set(r.similar_templates) <= train_normal and set(r.random_templates) <= train_normal
+        shown = set(r.similar_templates) | set(r.random_templates)
+        assert r.query_image not in shown
+        assert shown <= (template_only if r.split == "test" else train_normal), r.id
         assert len(r.similar_templates) == 3
 
 

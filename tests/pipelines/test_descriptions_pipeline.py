@@ -25,7 +25,10 @@ def test_offline_default_writes_template_descriptions(project):
     table = pd.read_parquet(project / "data/03_primary/descriptions.parquet")
     assert set(table.kind) == {"normal", "defect", "instance"}
     assert (table.backend == "template").all()
-    assert table.groupby("kind").size().to_dict() == {"defect": 19, "instance": 30, "normal": 5}
+    # tablet (normal-only): 2 imagined defective instances on its 3 training normals + 3 normal
+    assert table.groupby("kind").size().to_dict() == {"defect": 19, "instance": 29, "normal": 5}
+    tablet = table[(table.object == "tablet") & (table.kind == "instance")]
+    assert tablet.image_path.str.contains("/train/good/").all()
     _, runs = _runs(project)
     run = runs["descriptions"]
     assert run.info.status == "FINISHED"
@@ -48,10 +51,10 @@ def test_openai_backend_with_credentials_never_leaks_the_key(project):
         assert len(server.requests) == sent  # second run: everything from the cache
 
     table = pd.read_parquet(project / "data/03_primary/descriptions.parquet")
-    assert len(table) == 54 and (table.backend == "openai").all()
+    assert len(table) == 53 and (table.backend == "openai").all()
     client, runs = _runs(project)
     run = client.get_run(runs["descriptions"].info.run_id)
-    assert run.data.metrics["descriptions.llm.cache_hits"] == 54
+    assert run.data.metrics["descriptions.llm.cache_hits"] == 53
     assert run.data.metrics["descriptions.llm.requests"] == 0
 
     leaks = [

@@ -18,7 +18,16 @@ class MMADKnowledgeError(ValueError):
     pass
 
 
-def load_domain_knowledge(path: str | Path) -> dict[str, dict[str, dict[str, str]]]:
+def load_domain_knowledge(path) -> dict[str, dict[str, dict[str, str]]]:
+    """MMAD's ``domain_knowledge.json``; a list of such files is merged, the first one first
+    (EMIT's ``domain_knowledge_MPDD_Real-IAD.json`` has the same shape)."""
+    if isinstance(path, list | tuple):
+        merged: dict[str, dict[str, dict[str, str]]] = {}
+        for one in reversed(path):
+            for dataset, objects in load_domain_knowledge(one).items():
+                for obj, entries in objects.items():
+                    merged.setdefault(dataset, {}).setdefault(obj, {}).update(entries)
+        return merged
     path = Path(path)
     try:
         data = json.loads(path.read_text())

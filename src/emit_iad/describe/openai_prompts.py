@@ -70,6 +70,17 @@ def messages(task: DescriptionTask, max_side: int = 512) -> list[dict]:
             )},
             image_part(task.reference_path, max_side),
         ]  # fmt: skip
+    elif task.kind == "defect" and task.imagined:
+        d = readable(task.defect)
+        content = [
+            {"type": "text", "text": (
+                f"The image shows a normal {obj}. Without a picture of the defect, describe how a "
+                f"'{d}' defect typically looks on such a product (appearance, shape, colour, "
+                "typical size and place) and its likely effect. Reply as JSON: "
+                '{"visual_traits": "<2-3 sentences>", "effect": "<1 sentence>"}'
+            )},
+            image_part(task.reference_path, max_side),
+        ]  # fmt: skip
     elif task.kind == "defect":
         d = readable(task.defect)
         content = [
@@ -90,6 +101,13 @@ def messages(task: DescriptionTask, max_side: int = 512) -> list[dict]:
     else:
         if task.defect is None:
             ask = f"This {obj} is normal. Describe this instance so that someone who cannot see it"
+        elif task.imagined:
+            ask = (
+                f"This {obj} is normal. Describe this same instance as if it had a "
+                f"'{readable(task.defect)}' defect, mostly in the {task.region} of the image, "
+                "naming where the defect is and what it looks like, so that someone who cannot "
+                "see it"
+            )
         else:
             ask = (
                 f"This {obj} has a '{readable(task.defect)}' defect, mostly in the "

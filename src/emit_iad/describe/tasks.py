@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from emit_iad.sources.regions import REGION_NAMES
+
 DESCRIPTION_COLUMNS = [
     "kind", "dataset", "object", "defect", "region", "image_path", "text", "effect",
     "backend", "model", "request_hash",
@@ -24,6 +26,11 @@ class DescriptionTask:
     - ``defect``: the visual traits and effect of one defect type, from a normal image
       (``reference_path``), a defective image (``image_path``) and its mask.
     - ``instance``: one image described as an object instance (EMIT's text-as-query samples).
+
+    ``imagined``: for a source whose defective images are not trained on (``defect_images:
+    false``), a defect is described from its name and a normal image alone, and a defective
+    instance is a normal training image described as if it had the defect. No pixel or mask
+    statistic of a test image reaches the text.
     """
 
     kind: str
@@ -35,6 +42,7 @@ class DescriptionTask:
     reference_path: str | None = None
     region: str | None = None
     area: float = 0.0
+    imagined: bool = False
 
     def ident(self) -> dict:
         return {
@@ -51,7 +59,8 @@ def _rng(seed: int, *parts: str) -> np.random.Generator:
 
 
 def plan_tasks(
-    index: pd.DataFrame, instances_per_object: int = 6, defect_share: float = 0.5, seed: int = 0
+    index: pd.DataFrame, instances_per_object: int = 6, defect_share: float = 0.5, seed: int = 0,
+    imagined_per_normal: float = 0.5,
 ) -> list[DescriptionTask]:
     """Normal + per-defect-type + sampled instance tasks for every (dataset, object).
 
@@ -65,6 +74,10 @@ def plan_tasks(
         rows = rows.assign(_order=rows.split.map(split_order).fillna(3)).sort_values(
             ["_order", "image_path"]
         )
+        if "defect_images" in rows and not bool(rows.defect_images.iloc[0]):
+            tasks += _imagined_tasks(rows, instances_per_object, defect_share, seed,
+                                     imagined_per_normal)
+            continue
         normal = rows[~rows.is_anomalous]
         defective = rows[rows.is_anomalous]
         reference = normal.image_path.iloc[0] if len(normal) else None
@@ -80,6 +93,34 @@ def plan_tasks(
             if n:
                 picks += [pool.iloc[i] for i in sorted(rng.choice(len(pool), n, replace=False))]
         tasks += [_from_row("instance", row, reference) for row in picks]
+    return tasks
+
+
+def _imagined_tasks(rows: pd.DataFrame, n: int, defect_share: float, seed: int,
+                    per_normal: float) -> list[DescriptionTask]:  # fmt: skip
+    """Tasks of a normal-only source: only its own training folders' normal images are shown.
+    ``per_normal`` defective instance texts per such image, each on a normal image of its own
+    where there are enough, and ``n * (1 - defect_share)`` normal instance texts."""
+    dataset, obj = rows.dataset.iloc[0], rows.object.iloc[0]
+    normal = rows[~rows.is_anomalous & rows.split.isin(("train", "validation"))]
+    reference = normal.image_path.iloc[0] if len(normal) else None
+    defects = sorted(rows[rows.is_anomalous].label.unique())  # names only, from the folders
+    tasks = [DescriptionTask("normal", dataset, obj, reference_path=reference)]
+    tasks += [DescriptionTask("defect", dataset, obj, defect=d, reference_path=reference,
+                              imagined=True) for d in defects]  # fmt: skip
+    if normal.empty:
+        return tasks
+    rng = _rng(seed, str(dataset), str(obj), "imagined")
+    n_def = round(per_normal * len(normal)) if defects else 0
+    n_norm = min(len(normal), n - round(n * defect_share))
+    order = rng.permutation(len(normal))
+    for j in range(n_def):
+        row = normal.iloc[order[j % len(normal)]]
+        region = REGION_NAMES[int(rng.integers(len(REGION_NAMES)))]
+        tasks.append(DescriptionTask("instance", dataset, obj, defect=defects[j % len(defects)],
+                                     image_path=row.image_path, reference_path=reference,
+                                     region=region, imagined=True))  # fmt: skip
+    tasks += [_from_row("instance", normal.iloc[i], reference) for i in sorted(order[:n_norm])]
     return tasks
 
 

@@ -102,7 +102,8 @@ def describe(task: DescriptionTask, index: pd.DataFrame) -> dict:
         text, effect = f"A normal {obj} is {object_traits(task.object, task.dataset)}.", ""
     elif task.kind == "defect":
         traits, effect = defect_traits(task.defect)
-        stats = _defect_stats(index, task.dataset, task.object, task.defect)
+        stats = "" if task.imagined else _defect_stats(index, task.dataset, task.object,
+                                                           task.defect)  # fmt: skip
         text = f"{traits[0].upper()}{traits[1:]}{stats}."  # traits only: no name to give away
         effect = effect[0].upper() + effect[1:] + "."
     elif task.defect is None:
@@ -111,10 +112,8 @@ def describe(task: DescriptionTask, index: pd.DataFrame) -> dict:
     else:
         traits, effect = defect_traits(task.defect)
         d = readable(task.defect)
-        text = (
-            f"A {obj} with {_article(d)} {d} defect at the {task.region}: {traits}, covering "
-            f"about {100 * task.area:.1f}% of the image."
-        )
+        size = "" if task.imagined else f", covering about {100 * task.area:.1f}% of the image"
+        text = f"A {obj} with {_article(d)} {d} defect at the {task.region}: {traits}{size}."
         effect = effect[0].upper() + effect[1:] + "."
     basis = json.dumps([TEMPLATE_MODEL, task.ident(), text, effect], sort_keys=True)
     return {

@@ -16,6 +16,7 @@ import pandas as pd
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
 from emit_iad.evaluate.answerers import ModelLoadError, ModelSpec, check_spec, make_answerer
 from emit_iad.evaluate.runner import ANSWER_FIELDS, load_benchmark, run_benchmark
+from emit_iad.mmad.format import benchmark_id
 from emit_iad.mmad.scoring import (
     SCORING_MODES,
     metrics_of,
@@ -195,14 +196,6 @@ def log_on_training_run(run_id: str | None, average: float) -> None:
         mlflow.MlflowClient().log_metric(run_id, "mmad/average", average)
     except mlflow.exceptions.MlflowException as exc:  # the run was deleted, another store
         log.info("could not log mmad/average on run %s: %s", run_id, exc)
-
-
-def benchmark_id(mmad_json: str | Path) -> str:
-    """A benchmark's identity: its folder's name and a digest of its questions, so that scores
-    on another benchmark (or another version of this one) are never compared."""
-    path = Path(mmad_json)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
-    return f"{path.parent.name}-{digest}"
 
 
 def promote_champions(specs: list[ModelSpec], averages: dict[str, float], benchmark: str,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from emit_iad.mmad.format import image_key
+from emit_iad.mmad.knowledge import knowledge_entries, knowledge_text
+from emit_iad.mmad.leakage import BenchmarkImages, BenchmarkRef, exclusions
 from emit_iad.mmad.questions import (
     Knowledge,
     build_catalog,
@@ -19,7 +21,7 @@ from emit_iad.mmad.questions import (
     validate_questions,
     without_objects,
 )
-from emit_iad.mmad.splits import assign_splits
+from emit_iad.mmad.splits import EXCLUDED, TEMPLATE, assign_splits
 from emit_iad.mmad.templates import random_templates, thumbnail_embeddings, top_k_similar
 from emit_iad.params import reject_unknown
 
@@ -39,16 +41,23 @@ class QAConfig:
     text_query_share: float = 0.15
     balance_train: bool = True
     mix_fillers: bool = True
+    test_templates: int = 3  # normal images per object kept as the test split's templates only
+    exclude_benchmarks: tuple = ()  # more benchmarks whose images never reach training
 
     @classmethod
     def from_params(cls, params: dict) -> QAConfig:
         reject_unknown(cls, params, f"{PARAMS_FILE} (`qa`)")
-        params = {**params, "holdout_objects": tuple(params.get("holdout_objects") or ())}
+        params = {**params, "holdout_objects": tuple(params.get("holdout_objects") or ()),
+                  "exclude_benchmarks": tuple(params.get("exclude_benchmarks") or ())}  # fmt: skip
         config = cls(**params)
         if not 0 <= config.text_query_share <= 1 or config.n_templates < 0:
             raise ValueError(
                 f"qa.text_query_share must be in [0, 1] and n_templates >= 0 ({PARAMS_FILE})"
             )
+        if config.test_templates < 0:
+            raise ValueError(f"qa.test_templates must be >= 0 ({PARAMS_FILE})")
+        for entry in config.exclude_benchmarks:
+            BenchmarkRef.parse(entry)
         return config
 
 
@@ -66,29 +75,54 @@ def _skip(split: str, dataset: str, obj: str, what: str, reason: str) -> dict:
     return {"split": split, "dataset": dataset, "object": obj, "type": what, "reason": reason}
 
 
+def _pick(paths, cands, emb, pos, k, seed, similar, rand) -> None:
+    if not paths:
+        return
+    if not cands:
+        similar.update({q: [] for q in paths})
+        rand.update({q: [] for q in paths})
+        return
+    exclude = np.array([[c == q for c in cands] for q in paths])
+    top = top_k_similar(emb[[pos[q] for q in paths]], emb[[pos[c] for c in cands]], k, exclude)
+    for i, q in enumerate(paths):
+        similar[q] = [cands[j] for j in top[i] if cands[j] != q]
+        rand[q] = random_templates(cands, q, k, seed)
+
+
 def _templates(index, splits, k, seed, progress) -> tuple[dict, dict, list[dict]]:
-    """Similar and random templates per image path: normal *training* images of its object."""
+    """Similar and random templates per image path, normal images of its object: for a test
+    query the object's ``template`` images (never trained on), else its normal *training*
+    images (or, with ``qa.test_templates: 0``, those for test queries too)."""
     similar, rand, skipped = {}, {}, []
     groups = list(index.groupby(["dataset", "object"], sort=True))
     for (ds, obj), rows in progress(groups, len(groups)) if progress else groups:
-        cands = rows[(~rows.is_anomalous) & (splits.loc[rows.index] == "train")].image_path.tolist()
+        split = splits.loc[rows.index]
+        rows = rows[split != EXCLUDED]
+        split = split.loc[rows.index]
+        train = rows[(~rows.is_anomalous) & (split == "train")].image_path.tolist()
+        reserved = rows[split == TEMPLATE].image_path.tolist()
         paths = rows.image_path.tolist()
-        if not cands or k == 0:
-            if k:
-                reason = "no normal training image: questions are 0-shot"
-                skipped.append(_skip("all", ds, obj, "templates", reason))
+        if k == 0:
             similar.update({q: [] for q in paths})
             rand.update({q: [] for q in paths})
             continue
         emb = thumbnail_embeddings(paths)
         pos = {p: i for i, p in enumerate(paths)}
-        cand_emb = emb[[pos[c] for c in cands]]
-        exclude = np.array([[c == q for c in cands] for q in paths])
-        top = top_k_similar(emb, cand_emb, k, exclude)
-        for i, q in enumerate(paths):
-            similar[q] = [cands[j] for j in top[i] if cands[j] != q]
-            rand[q] = random_templates(cands, q, k, seed)
+        test = rows[split == "test"].image_path.tolist()
+        others = rows[~split.isin(["test", TEMPLATE])].image_path.tolist()
+        _pick(test, reserved or train, emb, pos, k, seed, similar, rand)
+        _pick(others, train, emb, pos, k, seed, similar, rand)
+        if others and not train:
+            reason = "no normal training image: training questions are 0-shot"
+            skipped.append(_skip("train", ds, obj, "templates", reason))
     return similar, rand, skipped
+
+
+def _exclusion_report(excluded: pd.DataFrame) -> list[dict]:
+    """One report row per benchmark image left out (the report counts them per object)."""
+    return [_skip(EXCLUDED, r.dataset, r.object, "benchmark image",
+                  f"in benchmark {r.benchmark}, matched by {r.matched_by}")
+            for r in excluded.itertuples()]  # fmt: skip
 
 
 def build_question_sets(
@@ -96,16 +130,21 @@ def build_question_sets(
     descriptions: pd.DataFrame,
     config: QAConfig,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    benchmarks: Sequence[BenchmarkImages] = (),
 ) -> QASets:
+    """Every question set from the index; images of ``benchmarks`` are in none of them."""
     if index.empty:
         raise ValueError("the image index is empty: run the ingestion stage first")
     index = index.reset_index(drop=True)
-    splits = assign_splits(index, config.split, config.seed, list(config.holdout_objects))
+    excluded = exclusions(index, benchmarks)
+    splits = assign_splits(index, config.split, config.seed, list(config.holdout_objects),
+                           config.test_templates, index.index.isin(excluded.position))  # fmt: skip
     keys = {
         r.image_path: image_key(r.dataset, r.object, r.split, r.label, r.image_path)
         for r in index.itertuples()
     }
     similar, rand, skipped = _templates(index, splits, config.n_templates, config.seed, progress)
+    skipped += _exclusion_report(excluded)
     know = Knowledge(descriptions)
     catalog = build_catalog(index, know)
     seen = without_objects(catalog, set(config.holdout_objects))  # training's distractors
@@ -113,6 +152,8 @@ def build_question_sets(
     drafts = []
     rng = np.random.default_rng(config.seed)
     for i, img in index.iterrows():
+        if splits[i] in (TEMPLATE, EXCLUDED):
+            continue
         base = {
             "id": keys[img.image_path], "split": splits[i], "dataset": img.dataset,
             "object": img.object, "query_image": img.image_path, "query_key": keys[img.image_path],
@@ -130,8 +171,17 @@ def build_question_sets(
     skipped += why
     questions, short = finalize(drafts, config.seed)
     skipped += short
+    if config.n_templates:
+        zero_shot = questions[(questions.split == "test") & questions.query_text.isna()
+                              & (questions.similar_templates.map(len) == 0)]  # fmt: skip
+        skipped += [_skip("test", r.dataset, r.object, "no template",
+                          "test entry without a template image: answered 0-shot")
+                    for r in zero_shot.drop_duplicates("query_key").itertuples()]  # fmt: skip
     if config.balance_train:
         questions = oversample_balance(questions, config.seed)
+    texts = {k: knowledge_text(v) for k, v in knowledge_entries(descriptions).items()}
+    questions["knowledge"] = [texts.get(k) for k in zip(questions.dataset, questions.object,
+                                                          strict=True)]  # fmt: skip
     validate_questions(questions)
     report = (
         pd.DataFrame(skipped, columns=REPORT_COLUMNS)
@@ -144,20 +194,23 @@ def _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config
     """EMIT's text-as-query: a normal training image + a description of a (defective) instance.
 
     Only instances whose own image is in the training split are used, so no test image leaks
-    into training through its description.
+    into training through its description. The instance's defect and region are the text's
+    (for a normal-only source, a normal image described as if defective).
     """
     drafts, skipped = [], []
     if config.text_query_share <= 0:
         return drafts, skipped
     train = index[splits == "train"]
-    by_path = index.set_index("image_path")
+    labels = dict(zip(index.image_path, index.label, strict=True))
     for (ds, obj), rows in train.groupby(["dataset", "object"], sort=True):
         inst = know.instances[
             (know.instances.dataset == ds) & (know.instances.object == obj)
             & know.instances.image_path.isin(rows.image_path)
         ]  # fmt: skip
         normals = rows[~rows.is_anomalous].image_path.sort_values().tolist()
-        n = min(len(inst), round(config.text_query_share * len(rows)))
+        text_only = "defect_images" in rows and not bool(rows.defect_images.iloc[0])
+        # a normal-only source's defects enter as text alone: every text is used
+        n = len(inst) if text_only else min(len(inst), round(config.text_query_share * len(rows)))
         if not normals or n == 0:
             if len(inst) == 0:
                 reason = "no instance description of a training image"
@@ -165,13 +218,15 @@ def _text_query_drafts(index, splits, keys, know, catalog, similar, rand, config
             continue
         rng = np.random.default_rng([config.seed, len(normals), len(inst)])
         for r in inst.sort_values("image_path").head(n).itertuples():
-            source = by_path.loc[r.image_path]
             query = normals[rng.integers(len(normals))]
-            img = pd.Series({"dataset": ds, "object": obj, "label": source.label,
-                             "is_anomalous": bool(source.is_anomalous),
-                             "defect_region": source.defect_region})  # fmt: skip
+            defect = r.defect if isinstance(r.defect, str) and r.defect else None  # the text's
+            imagined = defect is not None and labels[r.image_path] != defect
+            img = pd.Series({"dataset": ds, "object": obj, "label": defect or "good",
+                             "is_anomalous": defect is not None,
+                             "defect_region": r.region if defect else None})  # fmt: skip
             base = {
-                "id": f"text::{keys[r.image_path]}", "split": "train", "dataset": ds,
+                "id": f"text::{keys[r.image_path]}" + (f"#{defect}" if imagined else ""),
+                "split": "train", "dataset": ds,
                 "object": obj, "query_image": query, "query_key": keys[query],
                 "query_text": r.text, "mask_path": None,
                 "similar_templates": similar[query], "random_templates": rand[query],

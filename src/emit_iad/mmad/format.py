@@ -8,6 +8,7 @@ for normal images), ``similar_templates`` and ``random_templates`` (relative to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def benchmark_files(
             rel = f"{r.dataset}/{r.object}/{mmad[r.query_key]['mask_path']}"
             files[rel] = r.mask_path.split(";")
     return files
+
+
+def benchmark_id(mmad_json: str | Path) -> str:
+    """A benchmark's identity: its folder's name and a digest of its questions, so that scores
+    on another benchmark (or another version of this one) are never compared."""
+    path = Path(mmad_json)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    return f"{path.parent.name}-{digest}"
 
 
 def read_mmad(path: str | Path) -> dict:

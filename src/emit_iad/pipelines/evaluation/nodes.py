@@ -8,8 +8,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.evaluate import dvc_metrics, evaluate_models, per_question
-from emit_iad.evaluate.evaluate import benchmark_id, promote_champions, resolve_specs
+from emit_iad.evaluate.evaluate import promote_champions, resolve_specs
 from emit_iad.evaluate.report import heat_table, radar_chart
+from emit_iad.mmad.format import benchmark_id
 from emit_iad.train.world import is_main_process
 
 
@@ -19,6 +20,10 @@ def evaluate(test_benchmark: dict, evaluation: dict, openai_credentials: dict,
     folders = {"base": base_model, "sft": sft_model, "grpo": grpo_model}
     mmad_json = evaluation.get("mmad_json") or test_benchmark["mmad_json"]
     image_root = evaluation.get("image_root") or test_benchmark["image_root"]
+    if not evaluation.get("mmad_json") and not evaluation.get("domain_knowledge_json"):
+        # the qa stage's benchmark carries its objects' knowledge (from the descriptions)
+        evaluation = {**evaluation,
+                      "domain_knowledge_json": test_benchmark.get("domain_knowledge_json")}
 
     def bar(items, total, label):
         return tqdm(items, total=total, desc=f"MMAD {label}", unit="batch")

@@ -8,7 +8,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 build_questions,
-                ["image_index", "descriptions", "params:qa"],
+                ["image_index", "descriptions", "params:qa", "params:evaluation.mmad_json",
+                 "params:evaluation.image_root"],
                 ["train_questions", "val_questions", "test_questions", "test_benchmark",
                  "qa_report"],
                 name="build_questions",

@@ -1,0 +1,32 @@
+"""The training stages' start: refuse questions that show an image of a scored benchmark."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from emit_iad.mmad.leakage import check_questions, load_benchmark_images, scored_benchmarks
+
+log = logging.getLogger(__name__)
+
+
+def guard_questions(
+    train_questions: pd.DataFrame, val_questions: pd.DataFrame, test_benchmark: dict,
+    mmad_json: str | None, image_root: str | None, exclude_benchmarks: list | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The question sets unchanged, once no image of them is in a benchmark to be scored
+    (``evaluation.mmad_json``, else the qa stage's test benchmark, and
+    ``qa.exclude_benchmarks``); raises :class:`~emit_iad.mmad.leakage.BenchmarkLeak`."""
+    refs = scored_benchmarks(mmad_json, image_root, exclude_benchmarks or (), test_benchmark)
+    benchmarks = [load_benchmark_images(r) for r in refs]
+    checked = check_questions({"train": train_questions, "val": val_questions}, benchmarks)
+    log.info("Benchmark guard: %d training images, none in %s", checked,
+             ", ".join(b.name for b in benchmarks) or "no benchmark")  # fmt: skip
+    return train_questions, val_questions
+
+
+def guard_node_inputs(stage_questions: tuple[str, str]) -> list[str]:
+    """Inputs of the guard node: the question sets, the own benchmark and the settings."""
+    return [*stage_questions, "test_benchmark", "params:evaluation.mmad_json",
+            "params:evaluation.image_root", "params:qa.exclude_benchmarks"]  # fmt: skip
