@@ -19,9 +19,11 @@ class MMADBenchmarkDataset(AbstractDataset[dict, dict]):
 
     Each file is copied to ``<folder>/<relative path>``; several sources (MVTec-LOCO masks) are
     united into one mask. The folder is written under a temporary name and swapped in whole, so
-    a failed save never leaves half a benchmark. Loading returns
-    ``{"mmad_json": <folder>/mmad.json, "image_root": <folder>}``, which MMAD's own scripts and
-    the evaluation stage both read.
+    a failed save never leaves half a benchmark. ``"domain_knowledge"`` (optional, MMAD's
+    ``domain_knowledge.json`` shape) is written beside ``mmad.json``. Loading returns
+    ``{"mmad_json": <folder>/mmad.json, "image_root": <folder>}`` (and
+    ``"domain_knowledge_json"`` where written), which MMAD's own scripts and the evaluation stage
+    both read.
     """
 
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
@@ -37,7 +39,10 @@ class MMADBenchmarkDataset(AbstractDataset[dict, dict]):
     def load(self) -> dict:
         if not self._exists():
             raise DatasetError(f"{self._folder / 'mmad.json'} not found: run the qa stage first")
-        return {"mmad_json": str(self._folder / "mmad.json"), "image_root": str(self._folder)}
+        out = {"mmad_json": str(self._folder / "mmad.json"), "image_root": str(self._folder)}
+        if (self._folder / "domain_knowledge.json").is_file():
+            out["domain_knowledge_json"] = str(self._folder / "domain_knowledge.json")
+        return out
 
     def save(self, data: dict) -> None:
         with atomic_directory(self._folder) as tmp:
@@ -50,3 +55,6 @@ class MMADBenchmarkDataset(AbstractDataset[dict, dict]):
                     masks = [np.asarray(Image.open(s).convert("L")) > 0 for s in sources]
                     Image.fromarray(np.logical_or.reduce(masks).astype(np.uint8) * 255).save(target)
             (tmp / "mmad.json").write_text(json.dumps(data["mmad"], indent=1, ensure_ascii=False))
+            if data.get("domain_knowledge"):
+                (tmp / "domain_knowledge.json").write_text(
+                    json.dumps(data["domain_knowledge"], indent=1, ensure_ascii=False))

@@ -1,9 +1,18 @@
-"""Question records → chat messages following MMAD's protocol, and batches → model inputs.
+"""Question records → chat messages following a named protocol, and batches → model inputs.
 
-MMAD's protocol (1-shot default): the system instruction; the k template images ("Following
-is/are k image of normal sample, ..."); "Following is the query image:" and the query; the
-question with its options written ``"A. text\\n"``. Optional domain knowledge comes first. For
-models trained to reason, the instruction asks for ``<think>…</think><answer>…</answer>``.
+``mmad`` (MMAD's protocol, 1-shot default): the system instruction; the k template images
+("Following is/are k image of normal sample, ..."); "Following is the query image:" and the
+query; the question with its options written ``"A. text\\n"``. Optional domain knowledge comes
+first. For models trained to reason, the instruction asks for
+``<think>…</think><answer>…</answer>``.
+
+``emit`` (EMIT's training samples and its ``evaluate_batch_mmad_choice.py``): the system prompt
+alone; ``Image-1: <image>\\nImage-2: <image>`` with the template first, for Anomaly Detection
+and the defect questions only (``Query image: <image>`` otherwise); then the task, the object's
+domain knowledge (its normal characteristics and every defect type's description, again for
+Anomaly Detection and the defect questions only), the answer format (the bare letter, or
+think/answer tags) and ``Question: ...`` with the options. The sentences around these parts
+are this project's wording.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from emit_iad.mmad.protocol import LETTERS, TEXT_QUERY_PREFIX
+from emit_iad.mmad.protocol import ANOMALY_DETECTION, DEFECT_TYPES, LETTERS, TEXT_QUERY_PREFIX
 from emit_iad.vlm.vision import HEATMAP_IMAGES, heatmap_pixels
 
 INSTRUCTION = (
@@ -38,6 +47,27 @@ KNOWLEDGE_TEXT = (
     "characteristics: \n {knowledge}"
 )
 ANSWER_FORMATS = ("plain", "think")
+PROTOCOLS = ("mmad", "emit")
+EMIT_SYSTEM = "You are an industrial inspector who checks products by images."
+EMIT_TWO_IMAGES = (
+    "Both images show a product. The product in the first image is in perfect condition, "
+    "without any defect. Inspect the product in the last image to answer a multiple-choice "
+    "question; exactly one option is correct."
+)
+EMIT_ONE_IMAGE = (
+    "Inspect the product in the image to answer a multiple-choice question; exactly one "
+    "option is correct."
+)
+EMIT_KNOWLEDGE = (
+    "Domain knowledge about the normal product and the types of defect it can have:\n{knowledge}"
+)
+EMIT_PLAIN = ("Answer with the letter of the correct option, such as 'A'. Do not include any "
+              "text in your response.")  # fmt: skip
+EMIT_THINK = (
+    "Answer with the letter of the correct option, such as 'A'. Write your analysis between "
+    "<think> and </think> first, then the letter between <answer> and </answer>: "
+    "<think>...</think><answer>...</answer>."
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +78,11 @@ class PromptConfig:
     template_source: str = "similar"  # similar | random
     answer_format: str = "plain"  # plain | think
     domain_knowledge: bool = False
+    protocol: str = "mmad"  # mmad | emit (module docstring)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"prompt.protocol must be one of {PROTOCOLS}, not {self.protocol!r}")
         if self.template_source not in ("similar", "random"):
             raise ValueError("prompt.template_source must be 'similar' or 'random'")
         if self.answer_format not in ANSWER_FORMATS:
@@ -77,13 +110,59 @@ def templates_of(record, config: PromptConfig) -> list[str]:
     return list(templates if templates is not None else [])[: config.k_shot]
 
 
+def compares(record) -> bool:
+    """EMIT shows the template (and the domain knowledge) for these question types only."""
+    return record["type"] == ANOMALY_DETECTION or record["type"] in DEFECT_TYPES
+
+
+def _record_text(record, key: str) -> str | None:
+    value = record.get(key) if hasattr(record, "get") else None
+    return value if isinstance(value, str) and value else None
+
+
+def emit_messages(
+    record, config: PromptConfig, knowledge: str | None = None, fewshot_tokens: str = ""
+) -> tuple[list[dict], list[str]]:
+    """EMIT's protocol (module docstring): messages and the image paths they show, in order."""
+    templates = templates_of(record, config) if compares(record) else []
+    parts: list[dict] = []
+    if templates:
+        for i in range(len(templates) + 1):
+            label = f"Image-{i + 1}: " if i == 0 else f"\nImage-{i + 1}: "
+            parts += [{"type": "text", "text": label}, {"type": "image"}]
+        intro = EMIT_TWO_IMAGES if len(templates) == 1 else EMIT_TWO_IMAGES.replace(
+            "Both images show", "Each image shows").replace(
+            "the first image is", f"the first {len(templates)} images is")  # fmt: skip
+    else:
+        parts += [{"type": "text", "text": "Query image: "}, {"type": "image"}]
+        intro = EMIT_ONE_IMAGE
+    if fewshot_tokens:
+        parts.append({"type": "text", "text": " " + fewshot_tokens})
+    text = "\n" + intro + "\n"
+    query_text = _record_text(record, "query_text")
+    if query_text:
+        text += TEXT_QUERY_PREFIX + query_text + "\n"
+    if config.domain_knowledge and knowledge and compares(record):
+        text += EMIT_KNOWLEDGE.format(knowledge=knowledge.strip()) + "\n"
+    text += EMIT_THINK if config.answer_format == "think" else EMIT_PLAIN
+    text += "\n\nQuestion: " + format_question(record["question"] + " ", list(record["options"]))
+    parts.append({"type": "text", "text": text})
+    messages = [{"role": "system", "content": EMIT_SYSTEM}, {"role": "user", "content": parts}]
+    return messages, [*templates, record["query_image"]]
+
+
 def build_messages(
     record, config: PromptConfig, knowledge: str | None = None, fewshot_tokens: str = ""
 ) -> tuple[list[dict], list[str]]:
     """Chat messages for one question and the image paths they show, in order.
 
     ``fewshot_tokens`` (EMIT's placeholders) go right after the query image when given.
+    ``knowledge`` is the object's domain knowledge; a record's own ``knowledge`` (the qa
+    stage's) is used when none is given.
     """
+    knowledge = knowledge or _record_text(record, "knowledge")
+    if config.protocol == "emit":
+        return emit_messages(record, config, knowledge, fewshot_tokens)
     system = f"{INSTRUCTION}\n{THINK_ANSWER if config.answer_format == 'think' else PLAIN_ANSWER}"
     parts: list[dict] = []
     if config.domain_knowledge and knowledge:
@@ -95,8 +174,8 @@ def build_messages(
     parts += [{"type": "text", "text": QUERY_TEXT + "\n"}, {"type": "image"}]
     if fewshot_tokens:
         parts.append({"type": "text", "text": fewshot_tokens + "\n"})
-    query_text = record.get("query_text") if hasattr(record, "get") else None
-    if isinstance(query_text, str) and query_text:
+    query_text = _record_text(record, "query_text")
+    if query_text:
         parts.append({"type": "text", "text": TEXT_QUERY_PREFIX + query_text + "\n"})
     parts.append(
         {"type": "text", "text": format_question(record["question"], list(record["options"]))}
