@@ -135,12 +135,44 @@ def test_gpu_environment_reads_real_data_and_gpt(no_network):
     gpu = params("gpu")
     describe = DescribeConfig.from_params(gpu["descriptions"])
     assert describe.backend == "openai"
-    sources = [SourceConfig.from_params(s) for s in gpu["ingestion"]["sources"]]
-    assert {s.layout for s in sources} == {"mvtec_ad", "visa", "mvtec_loco"}
+    for entry in gpu["ingestion"]["sources"]:
+        SourceConfig.from_params(entry)
     evaluation = gpu["evaluation"]
     assert evaluation["mmad_json"].endswith("mmad.json")
     assert [ModelSpec.parse(m).kind for m in evaluation["models"]] == ["stage", "stage"]
     PromptConfig(**evaluation["prompt"])
+
+
+@pytest.mark.parametrize("env", ["gpu", "qwen"])
+def test_real_scale_trains_on_emits_seven_sources_with_their_roles(env, no_network):
+    """EMIT's README: MMAD's own sources give normal images only, MPDD, Real-IAD and VISION
+    their defective images; no image of the scored benchmark can be trained on."""
+    conf = params(env)
+    roles = {s.layout: s.defect_images
+             for s in map(SourceConfig.from_params, conf["ingestion"]["sources"])}  # fmt: skip
+    assert roles == {"mvtec_ad": False, "visa": False, "goodsad": False, "mvtec_loco": False,
+                     "mpdd": True, "real_iad": True, "vision": True}  # fmt: skip
+    assert conf["evaluation"]["mmad_json"] == "/data/MMAD/mmad.json"  # what the qa stage excludes
+    assert conf["qa"]["holdout_objects"] == [] and conf["qa"]["split"]["test"] == 0.0
+
+
+def test_gpu_environment_uses_emits_prompt_everywhere(no_network):
+    gpu = params("gpu")
+    sft = SFTConfig.from_params(strip(gpu["sft"], "checkpoint_dir")).prompt_config()
+    grpo = GRPOConfig.from_params(strip(gpu["grpo"], "checkpoint_dir")).prompt_config()
+    evaluation = PromptConfig(**gpu["evaluation"]["prompt"])
+    for prompt in (sft, grpo, evaluation):
+        assert prompt.protocol == "emit" and prompt.domain_knowledge and prompt.k_shot == 1
+    assert (sft.answer_format, grpo.answer_format, evaluation.answer_format) == (
+        "plain", "think", "think")
+    assert gpu["evaluation"]["max_new_tokens"] >= max(gpu["grpo"]["max_new_tokens"], 1024)
+
+
+def test_qwen_trains_with_mmads_domain_knowledge(no_network):
+    qwen = params("qwen")
+    assert DescribeConfig.from_params(qwen["descriptions"]).backend == "mmad"
+    grpo = GRPOConfig.from_params(strip(qwen["grpo"], "checkpoint_dir")).prompt_config()
+    assert grpo.domain_knowledge and grpo.protocol == "mmad"
 
 
 def test_anomalyr1_roam_is_not_swapped_into_emit():
