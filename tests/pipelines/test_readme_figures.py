@@ -47,6 +47,6 @@ def test_the_heatmap_auroc_of_readme_on_the_default_seed(tmp_path, monkeypatch):
     measured = {k.removeprefix("model.heatmap."): v for k, v in run.data.metrics.items()
                 if k.startswith("model.heatmap.")}  # fmt: skip
     figures = readme_heatmap_figures()
-    assert len(figures) == 6
+    assert len(figures) >= 3 and set(figures) <= set(measured)
     for name, stated in figures.items():  # README rounds to 2 decimals
         assert measured[name] == pytest.approx(stated, abs=0.006), name
