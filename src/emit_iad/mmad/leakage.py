@@ -78,10 +78,10 @@ class BenchmarkImages:
         return None
 
 
-def benchmark_files(mmad: dict) -> list[str]:
+def shown_files(mmad: dict) -> list[str]:
     """Queries, templates and masks of an ``mmad.json``, relative to its root.
 
-    >>> benchmark_files({"D/o/test/bad/1.png": {"mask_path": "ground_truth/bad/1_mask.png",
+    >>> shown_files({"D/o/test/bad/1.png": {"mask_path": "ground_truth/bad/1_mask.png",
     ...     "similar_templates": ["D/o/train/good/2.png"], "random_templates": []}})
     ['D/o/ground_truth/bad/1_mask.png', 'D/o/test/bad/1.png', 'D/o/train/good/2.png']
     """
@@ -101,7 +101,7 @@ def load_benchmark_images(
     ref: BenchmarkRef, workers: int = 8, progress: Callable[[Iterable, int], Iterable] | None = None
 ) -> BenchmarkImages:
     """Read a benchmark's ``mmad.json`` and digest every image it names."""
-    files = benchmark_files(read_mmad(ref.mmad_json))
+    files = shown_files(read_mmad(ref.mmad_json))
     root = Path(ref.image_root)
     on_disk = {f: str(root / f) for f in files if (root / f).is_file()}
     digests = pixel_digests(list(on_disk.values()), workers, progress)

@@ -54,6 +54,11 @@ EMIT_TWO_IMAGES = (
     "without any defect. Inspect the product in the last image to answer a multiple-choice "
     "question; exactly one option is correct."
 )
+EMIT_MORE_IMAGES = (
+    "Each image shows a product. The products in the first {k} images are in perfect "
+    "condition, without any defect. Inspect the product in the last image to answer a "
+    "multiple-choice question; exactly one option is correct."
+)
 EMIT_ONE_IMAGE = (
     "Inspect the product in the image to answer a multiple-choice question; exactly one "
     "option is correct."
@@ -130,9 +135,8 @@ def emit_messages(
         for i in range(len(templates) + 1):
             label = f"Image-{i + 1}: " if i == 0 else f"\nImage-{i + 1}: "
             parts += [{"type": "text", "text": label}, {"type": "image"}]
-        intro = EMIT_TWO_IMAGES if len(templates) == 1 else EMIT_TWO_IMAGES.replace(
-            "Both images show", "Each image shows").replace(
-            "the first image is", f"the first {len(templates)} images is")  # fmt: skip
+        intro = EMIT_TWO_IMAGES if len(templates) == 1 else EMIT_MORE_IMAGES.format(
+            k=len(templates))
     else:
         parts += [{"type": "text", "text": "Query image: "}, {"type": "image"}]
         intro = EMIT_ONE_IMAGE
