@@ -8,6 +8,7 @@ GRPO needs its own loop anyway, so one small harness serves both stages.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -97,14 +98,30 @@ def spans(n: int, size: int | None) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def lr_schedule(total: int, warmup: int) -> Callable[[int], float]:
-    """Learning-rate factor per optimizer step: linear warm-up over ``warmup`` steps, then a
-    cosine decay to 0 at ``total``."""
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+def lr_schedule(total: int, warmup: int, kind: str = "cosine") -> Callable[[int], float]:
+    """Learning-rate factor per optimizer step: linear warm-up over ``warmup`` steps, then
+    ``kind``: a cosine decay to 0 at ``total``, a linear one (HF Trainer's default), or none.
+
+    >>> [round(lr_schedule(4, 0, k)(2), 3) for k in SCHEDULES]
+    [0.5, 0.5, 1.0]
+    >>> [round(lr_schedule(5, 1, "linear")(s), 2) for s in range(5)]
+    [1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {kind!r}; use one of {SCHEDULES}")
 
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "constant":
+            return 1.0
+        if kind == "linear":
+            return 1.0 - progress
+        return 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
 
@@ -217,10 +234,72 @@ def log_jsonl(accelerator: Accelerator, rows: list[dict], artifact_file: str) ->
 
 
 def param_checksum(module: torch.nn.Module) -> float:
-    """Σ of the trainable parameters (float64): equal on every process while they agree."""
-    with torch.no_grad():
-        return float(sum(p.detach().double().sum() for p in module.parameters()
-                         if p.requires_grad))  # fmt: skip
+    """Σ of the trainable parameters (float64): equal on every process while they agree.
+    Under ZeRO-3 each process holds a shard; the parameters are gathered first (a collective:
+    every process calls this)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    with gathered(params), torch.no_grad():
+        return float(sum(p.detach().double().sum() for p in params))
+
+
+def _zero3(params) -> bool:
+    return any(hasattr(p, "ds_id") for p in params)
+
+
+def gathered(params):
+    """Context with ZeRO-3's shards gathered into whole parameters (nothing to do otherwise)."""
+    if not _zero3(params):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+def deepspeed_setup(accelerator: Accelerator, micro_batch: int,
+                    max_grad_norm: float | None) -> None:  # fmt: skip
+    """What accelerate's DeepSpeed config leaves ``auto`` and cannot fill without a
+    dataloader: the micro-batch per GPU; and the stage's gradient clipping (DeepSpeed clips
+    inside its step, accelerate's ``clip_grad_norm_`` does nothing there)."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    config = plugin.deepspeed_config
+    if config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        config["train_micro_batch_size_per_gpu"] = int(micro_batch)
+    if config.get("gradient_clipping", "auto") == "auto":
+        config["gradient_clipping"] = float(max_grad_norm or 0.0)
+
+
+@contextlib.contextmanager
+def hold_sync(accelerator: Accelerator, module):
+    """Backward passes that add to the gradient without ending the accumulation: DDP's
+    ``no_sync``; under DeepSpeed (which refuses ``no_sync`` around its step) the backward is
+    marked as no accumulation boundary, so that its engine steps only after the last one."""
+    if not uses_deepspeed(accelerator):
+        with accelerator.no_sync(module):
+            yield
+        return
+    state = accelerator.gradient_state
+    before = state.sync_gradients
+    state._set_sync_gradients(False)  # accelerate's own switch (it has no public setter)
+    try:
+        yield
+    finally:
+        state._set_sync_gradients(before)
+
+
+def consolidate(module: torch.nn.Module) -> None:
+    """Under ZeRO-3, put every parameter back whole on each process, so that the model can be
+    saved and used outside the engine (its shards are gathered once, at the end)."""
+    params = list(module.parameters())
+    if not _zero3(params):
+        return
+    import deepspeed
+
+    for p in params:
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+            whole = p.data.detach().clone()
+        p.data = whole
 
 
 def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -228,3 +307,67 @@ def trainable_parameters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     if not params:
         raise ValueError("nothing to train: check the stage's `trainable` parts")
     return params
+
+
+class MasterAdamW(torch.optim.AdamW):
+    """AdamW over fp32 master copies of low-precision (bf16/fp16) parameters.
+
+    A bf16 tensor cannot hold an update of lr 1e-5 on a value of 0.02 (its spacing there is
+    1.2e-4), so AdamW on the bf16 parameters themselves leaves most elements where they were.
+    Here the optimizer steps fp32 masters and writes them back rounded; the model keeps its
+    bf16 tensors (forward, saving and memory as before), and the masters, saved with the
+    optimizer's state, carry the small updates until they show. Hand-written: torch has no
+    master-weight optimizer, and DeepSpeed's bf16 optimizer only exists under DeepSpeed (which
+    uses its own; see :func:`make_optimizer`).
+    """
+
+    def __init__(self, params, **kwargs):
+        self.models = list(params)
+        masters = [p.detach().float().clone().requires_grad_(True) for p in self.models]
+        super().__init__(masters, **kwargs)
+
+    def masters(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for model, master in zip(self.models, self.masters(), strict=True):
+            master.grad = None if model.grad is None else model.grad.float()
+        loss = super().step(closure)
+        for model, master in zip(self.models, self.masters(), strict=True):
+            model.copy_(master)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        for model in self.models:
+            model.grad = None
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "masters": [m.detach().clone() for m in self.masters()]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        saved = state_dict.pop("masters", None)
+        super().load_state_dict(state_dict)
+        if saved is not None:
+            with torch.no_grad():
+                for master, model, value in zip(self.masters(), self.models, saved, strict=True):
+                    master.copy_(value)
+                    model.copy_(value)
+
+
+def make_optimizer(
+    params: list[torch.nn.Parameter], lr: float, weight_decay: float, beta2: float = 0.999,
+    deepspeed: bool = False,
+) -> torch.optim.Optimizer:
+    """AdamW; with fp32 masters where a trainable tensor is bf16 or fp16 (not under DeepSpeed,
+    whose bf16 optimizer keeps its own fp32 copies)."""
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": (0.9, beta2)}
+    low = any(p.dtype in (torch.bfloat16, torch.float16) for p in params)
+    return MasterAdamW(params, **kwargs) if low and not deepspeed else torch.optim.AdamW(
+        params, **kwargs)  # fmt: skip
+
+
+def uses_deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.state.deepspeed_plugin is not None

@@ -18,15 +18,20 @@ from emit_iad.params import reject_unknown
 from emit_iad.train.harness import (
     Checkpointer,
     Position,
+    consolidate,
+    deepspeed_setup,
     epoch_batches,
+    hold_sync,
     log_metrics,
     lr_schedule,
     make_accelerator,
+    make_optimizer,
     param_checksum,
     replay_history,
     run_key,
     spans,
     trainable_parameters,
+    uses_deepspeed,
 )
 from emit_iad.train.targets import target
 from emit_iad.train.world import is_main_process
@@ -58,6 +63,7 @@ class SFTConfig:
     max_length: int | None = None  # longest prompt + target in tokens; longer ones fail, named
     grad_accum: int = 1
     weight_decay: float = 0.0
+    adam_beta2: float = 0.999  # torch's default; ms-swift's (EMIT) is 0.95
     warmup_ratio: float = 0.05
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -225,7 +231,7 @@ def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptC
                 "raise it or lower model.images.prompt.max_patches"
             )
         labels = label_batch(batch, targets[a:b], tok, counts[a:b])
-        with acc.no_sync(module) if j < len(parts) - 1 else contextlib.nullcontext():
+        with hold_sync(acc, module) if j < len(parts) - 1 else contextlib.nullcontext():
             loss, _ = answer_loss(module, batch, labels)
             acc.backward(loss / total)
         mean = mean + loss.detach().cpu() / total
@@ -248,10 +254,10 @@ def train_sft(
     val = val[val.type.isin(config.tasks)].head(config.val_max_questions)
     acc = make_accelerator(config.grad_accum, config.mixed_precision, config.seed)
     prepare_model(vlm, config)
+    deepspeed_setup(acc, config.micro_batch_size or config.batch_size, config.max_grad_norm)
     module = EMITModule(vlm)
-    optimizer = torch.optim.AdamW(
-        trainable_parameters(module), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(trainable_parameters(module), config.lr, config.weight_decay,
+                               config.adam_beta2, uses_deepspeed(acc))  # fmt: skip
     per_epoch = len(
         epoch_batches(len(train), config.batch_size, config.seed, 0, 0, acc.num_processes)
     )
@@ -319,6 +325,7 @@ def train_sft(
     if bar is not None:
         bar.close()
     acc.wait_for_everyone()
+    consolidate(module)  # ZeRO-3: whole parameters for the saved model
     ckpt.clear()  # finished: the saved model replaces the checkpoints
     if not history:  # sft.epochs 0: the model passes on as it came
         log.warning("sft.epochs is 0: no SFT step; the base model passes on unchanged")

@@ -96,29 +96,54 @@ def add_token_rows(model, size: int) -> None:
 
 def add_lora(
     vlm: VLM,
-    targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    targets: Sequence[str] | str = ("q_proj", "k_proj", "v_proj", "o_proj"),
     r: int = 8,
     alpha: int = 16,
     dropout: float = 0.05,
     vision: bool = False,
-    vision_targets: Sequence[str] | None = None,
+    vision_targets: Sequence[str] | str | None = None,
 ) -> VLM:
     """Wrap the language model's ``targets`` in LoRA adapters (peft); only they train.
 
     ``vision``: the vision tower's ``vision_targets`` get adapters too (EMIT's stage 2,
     ``freeze_vit false``); the few-shot heatmap then reads the tower with the adapter off, so it
-    stays the fixed feature extractor it was computed with.
+    stays the fixed feature extractor it was computed with. ``"all-linear"`` (ms-swift's
+    default ``target_modules``, which EMIT's Stage2.sh leaves in force) means every linear layer
+    of the language model (not its head) and, with ``vision``, of the vision tower; the aligner
+    is not among them (EMIT trains it fully, ``modules_to_save``).
     """
     from peft import LoraConfig, get_peft_model
 
-    text = rf".*language_model.*\.({'|'.join(targets)})"
-    pattern = text
-    if vision:
-        names = vision_targets or VISION_LORA_TARGETS
-        pattern = rf"({text})|(.*({'|'.join(VISION_TOWERS)})\..*\.({'|'.join(names)}))"
+    if targets == "all-linear" or vision_targets == "all-linear":
+        pattern: str | list[str] = all_linear(vlm.model, targets, vision, vision_targets)
+    else:
+        text = rf".*language_model.*\.({'|'.join(targets)})"
+        pattern = text
+        if vision:
+            names = vision_targets or VISION_LORA_TARGETS
+            pattern = rf"({text})|(.*({'|'.join(VISION_TOWERS)})\..*\.({'|'.join(names)}))"
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern)
     vlm.model = get_peft_model(vlm.model, config)
     return vlm
+
+
+def all_linear(model: torch.nn.Module, targets, vision: bool, vision_targets) -> list[str]:
+    """Module names for ``"all-linear"``; the other part may be a list of name suffixes."""
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or name.endswith("lm_head"):
+            continue
+        if any(a in name for a in ALIGNERS):
+            continue
+        tower = any(f".{t}." in f".{name}." for t in VISION_TOWERS)
+        if (tower and not vision) or (not tower and "language_model" not in name):
+            continue
+        wanted = (vision_targets or VISION_LORA_TARGETS) if tower else targets
+        if wanted == "all-linear" or name.rsplit(".", 1)[-1] in wanted:
+            out.append(name)
+    if not out:
+        raise ValueError("LoRA all-linear: no linear layer found in the language model")
+    return out
 
 
 # InternVL-hf's attention and MLP projections (vision tower) and Qwen2.5-VL's (`visual`)

@@ -68,3 +68,38 @@ def test_limits_end_an_unsolvable_stream():
     groups, stats = Resampler(script.sample, script.is_correct, group_size=2, max_rounds=2,
                               max_prompts_factor=2).fill(lambda: "hard", batch_size=2)  # fmt: skip
     assert groups == [] and stats.prompts_drawn == 4 and stats.rounds == 8
+
+
+def test_emit_variant_regenerates_whole_groups_and_keeps_them_whole():
+    """EMIT's _dynamic_sampling by hand: batch of 4 prompts, G 2. First draw: a and c valid;
+    round 1 regenerates a batch of groups for b, d (b, d, b, d): d's first new group is valid;
+    round 2 regenerates b four times (draws 4-7): draw 4 is valid, kept once."""
+    script = Script({"a": {1}, "c": {1}, "d": {2}, "b": {4}})
+    r = Resampler(script.sample, script.is_correct, group_size=2, max_rounds=3, variant="emit")
+    groups, stats = r.fill(feed(["a", "b", "c", "d", "never-drawn"]), batch_size=4)
+    assert [g.prompt for g in groups] == ["a", "c", "d", "b"]
+    assert [g.rounds for g in groups] == [0, 0, 1, 2]
+    assert groups[2].responses == ["d#2:bad0", "d#2:ok1"]  # the new group whole, not spliced
+    assert groups[3].responses == ["b#4:bad0", "b#4:ok1"]  # b's draws 2, 3 failed, 4 solved it
+    assert script.draws == {"a": 1, "b": 7, "c": 1, "d": 3}  # rounds of 4 groups each
+    assert stats.rounds == 8 and stats.dropped == 0 and stats.repeated == 0
+    assert stats.prompts_drawn == 4 and stats.difficult_first_draw == 2
+    assert "never-drawn" not in script.draws  # no prompt is drawn to refill
+
+
+def test_emit_variant_repeats_valid_groups_when_the_batch_stays_short():
+    script = Script({"a": {1}, "b": {1}, "c": {1}})
+    r = Resampler(script.sample, script.is_correct, group_size=2, max_rounds=2, variant="emit")
+    groups, stats = r.fill(feed(["a", "b", "c", "x", "y", "z", "w", "v"]), batch_size=8)
+    # valid [a, b, c] repeated, the last 8 taken: b c a b c a b c (EMIT's resample_groups)
+    assert [g.prompt for g in groups] == list("bcabcabc")
+    assert [g.repeated for g in groups] == [False, False] + [True] * 6
+    assert stats.dropped == 5 and stats.repeated == 5 and stats.rounds == 16
+    assert stats.difficult_after == 0.0
+
+
+def test_emit_variant_with_nothing_solvable_gives_no_group():
+    script = Script({})
+    r = Resampler(script.sample, script.is_correct, group_size=2, max_rounds=1, variant="emit")
+    groups, stats = r.fill(feed(["x", "y"]), batch_size=2)
+    assert groups == [] and stats.dropped == 2 and stats.rounds == 2

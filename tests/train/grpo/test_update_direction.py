@@ -75,3 +75,38 @@ def test_difficulty_aware_update_weighs_groups_with_more_wrong_answers_more(tiny
     plain = (torch.tensor([1.0, 0.0, 0.0, 0.0]) - 0.25) / (std + 1e-4)
     assert torch.allclose(out[False], plain, atol=1e-5)
     assert torch.allclose(out[True], plain * 1.75, atol=1e-5)
+
+
+def test_the_kl_reference_keeps_the_starting_aligner_under_lora(tiny_vlm, records):
+    """EMIT trains the aligner fully beside LoRA (modules_to_save): the KL reference is the
+    base with the adapter off *and* the aligner and few-shot module as they started."""
+    from emit_iad.train.grpo.rollout import LoraReference, reference_logp
+
+    vlm = copy.deepcopy(tiny_vlm)
+    config = GRPOConfig(group_size=2, trainable=("lora", "aligner", "fewshot"),
+                        lora={"r": 4, "alpha": 8, "dropout": 0.0})  # fmt: skip
+    prepare_model(vlm, config)
+    record = next(r for r in records if r["type"] == "Anomaly Detection")
+    group = fixed_group(vlm, record, ["<think>x</think><answer>A</answer>",
+                                      "<think>y</think><answer>B</answer>"], [True, False])
+    sampler = Sampler(vlm, config.prompt_config(), 1.0, 8)
+    [scored], _, _ = score_groups([group], build_rewards({"accuracy": 1.0}), config, sampler,
+                                  vlm.processor.tokenizer.pad_token_id)  # fmt: skip
+    gi = scored.inputs
+    gi.heatmap = vlm.heatmap(scored.batch)
+    reference = LoraReference.capture(vlm, "cpu")
+    assert any("multi_modal_projector" in n for n in reference.start)
+    spans_ = [(0, gi.size)]
+    with torch.no_grad():
+        start = reference_logp(None, vlm, gi, spans_, "cpu", reference)
+        trained = [p for p in EMITModule(vlm).parameters() if p.requires_grad]
+        for p in trained:  # a step that changes every trained tensor
+            p.add_(0.05 * torch.randn_like(p))
+        kept = [p.detach().clone() for p in trained]
+        later = reference_logp(None, vlm, gi, spans_, "cpu", reference)
+        drifting = reference_logp(None, vlm, gi, spans_, "cpu", LoraReference(reference.fewshot))
+        policy = token_logp(EMITModule(vlm), gi.rows(0, gi.size, "cpu"), gi.prompt_len)
+    assert torch.allclose(start, later, atol=1e-6)
+    assert not torch.allclose(start, drifting, atol=1e-4)  # the aligner as it trains: drift
+    assert not torch.allclose(start, policy, atol=1e-4)
+    assert all(torch.equal(p, k) for p, k in zip(trained, kept, strict=True))  # restored

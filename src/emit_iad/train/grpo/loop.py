@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,21 +25,28 @@ from tqdm.auto import tqdm
 
 from emit_iad.mmad import protocol as p
 from emit_iad.params import reject_unknown
-from emit_iad.train.grpo.resampling import FillStats, Resampler
+from emit_iad.train.grpo.plan import plan_launch
+from emit_iad.train.grpo.resampling import VARIANTS, FillStats, Resampler
 from emit_iad.train.grpo.rewards import answer_letter, build_rewards
-from emit_iad.train.grpo.rollout import Response, Sampler
+from emit_iad.train.grpo.rollout import LoraReference, Response, Sampler
 from emit_iad.train.grpo.update import update
 from emit_iad.train.harness import (
+    SCHEDULES,
     Checkpointer,
     Position,
+    consolidate,
+    deepspeed_setup,
+    hold_sync,
     log_jsonl,
     log_metrics,
     lr_schedule,
     make_accelerator,
+    make_optimizer,
     param_checksum,
     replay_history,
     run_key,
     trainable_parameters,
+    uses_deepspeed,
 )
 from emit_iad.train.sft import prepare_model, validate
 from emit_iad.train.world import World
@@ -67,7 +73,10 @@ class GRPOConfig:
     group_size: int = 8
     temperature: float = 1.0
     max_new_tokens: int = 64
-    batch_size: int = 4  # prompts per rollout round, per process
+    batch_size: int = 4  # prompts per rollout round, per process (see plan.py)
+    # EMIT's unit instead (ms-swift's per_device_train_batch_size): completions per process per
+    # accumulation step; set, it replaces batch_size, and one fill covers the step (plan.py)
+    per_device_completions: int | None = None
     generate_batch: int | None = None  # prompts per generate() call (None: a round's share)
     collective_timeout_s: float = 1800.0  # a process that waits longer on the others stops
     # rollout rounds per optimizer step: the step's gradient covers grad_accum × batch_size
@@ -75,7 +84,11 @@ class GRPOConfig:
     grad_accum: int = 1
     epochs: float | None = None  # set: steps = epochs over the training prompts (EMIT: 2)
     weight_decay: float = 0.01  # torch AdamW's default, which this loop always used
+    adam_beta2: float = 0.999  # torch's default; ms-swift's (EMIT) is 0.95
     warmup_ratio: float = 0.0  # linear warm-up, then cosine decay (as SFT); 0: constant lr
+    # cosine | linear (HF Trainer's default: AnomalyR1) | constant; None: cosine with a
+    # warm-up, constant without one
+    lr_schedule: str | None = None
     max_grad_norm: float | None = None
     # responses per forward/backward pass (None: a whole group); the update's gradient is the
     # same, peak memory scales with this instead of with G
@@ -96,6 +109,9 @@ class GRPOConfig:
     resample: bool | None = None  # None: follow difficulty_aware
     reweight: bool | None = None
     max_resample_rounds: int = 3
+    resampling: str = "splice"  # splice | emit (EMIT's official code; resampling.py)
+    top_k: int = 0  # sampling: 0 / 1.0 keep the whole distribution; ms-swift 3.4: 50 / 0.9
+    top_p: float = 1.0
     trainable: tuple[str, ...] = ("lora", "fewshot")
     lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.0})
     seed: int = 0
@@ -118,6 +134,12 @@ class GRPOConfig:
             raise ValueError(f"grpo.group_size must be >= 2 ({PARAMS_FILE})")
         if config.grad_accum < 1 or config.batch_size < 1:
             raise ValueError(f"grpo.batch_size and grpo.grad_accum must be >= 1 ({PARAMS_FILE})")
+        if config.resampling not in VARIANTS:
+            raise ValueError(f"grpo.resampling: {config.resampling!r}, use one of {VARIANTS} "
+                             f"({PARAMS_FILE})")  # fmt: skip
+        if config.lr_schedule not in (None, *SCHEDULES):
+            raise ValueError(f"grpo.lr_schedule: {config.lr_schedule!r}, use one of "
+                             f"{SCHEDULES} ({PARAMS_FILE})")  # fmt: skip
         return config
 
     @property
@@ -138,18 +160,16 @@ def total_steps(config: GRPOConfig, n_prompts: int, processes: int = 1) -> int:
     >>> total_steps(GRPOConfig(epochs=2, batch_size=4, grad_accum=2), 1000, processes=8)
     32
     """
-    if config.epochs is None:
-        return config.steps
-    per_step = config.batch_size * config.grad_accum * processes
-    return max(1, math.ceil(config.epochs * n_prompts / per_step))
+    return plan_launch(config, processes, n_prompts).total_steps
 
 
 def fill_rounds(resampler: Resampler, next_prompt, config: GRPOConfig, processes: int = 1):
-    """``grad_accum`` rollout rounds of ``batch_size`` prompts per process each (the global
-    batch of all processes), for one optimizer step."""
+    """The groups of one optimizer step (the global batch of all processes): ``grad_accum``
+    fills of ``batch_size`` prompts per process, or one fill of EMIT's whole step."""
+    plan = plan_launch(config, processes, 1)
     groups, stats = [], []
-    for _ in range(config.grad_accum):
-        g, s = resampler.fill(next_prompt, config.batch_size * processes)
+    for _ in range(plan.fills_per_step):
+        g, s = resampler.fill(next_prompt, plan.prompts_per_fill)
         groups += g
         stats.append(s)
     return groups, FillStats.merge(stats)
@@ -186,13 +206,15 @@ def train_grpo(
     # off, and a copy of the few-shot module only); moved where the policy lives
     reference = None if lora else EMITModule(copy.deepcopy(vlm)).to(acc.device).eval()
     prepare_model(vlm, config)  # type: ignore[arg-type]  (same trainable/lora fields as SFT)
+    deepspeed_setup(acc, config.micro_batch_size or config.group_size, config.max_grad_norm)
     module = EMITModule(vlm)
-    optimizer = torch.optim.AdamW(
-        trainable_parameters(module), lr=config.lr, weight_decay=config.weight_decay
-    )
-    steps = total_steps(config, len(train), acc.num_processes)
-    warmup = int(config.warmup_ratio * steps)
-    schedule = lr_schedule(steps, warmup) if config.warmup_ratio else (lambda _: 1.0)
+    optimizer = make_optimizer(trainable_parameters(module), config.lr, config.weight_decay,
+                               config.adam_beta2, uses_deepspeed(acc))  # fmt: skip
+    plan = plan_launch(config, acc.num_processes, len(train))
+    log.info("GRPO launch: %s", plan.as_dict())
+    steps = plan.total_steps
+    kind = config.lr_schedule or ("cosine" if config.warmup_ratio else "constant")
+    schedule = lr_schedule(steps, int(config.warmup_ratio * steps), kind)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     module, optimizer, scheduler = acc.prepare(module, optimizer, scheduler)
 
@@ -200,9 +222,8 @@ def train_grpo(
         if config.max_grad_norm:
             acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
 
-    ref_fewshot = copy.deepcopy(vlm.fewshot) if lora and vlm.fewshot is not None else None
-    if ref_fewshot is not None:
-        ref_fewshot.to(acc.device).eval()
+    # LoRA: the starting values of what trains besides the adapter (captured before any step)
+    ref_fewshot = LoraReference.capture(vlm, acc.device) if lora else None
     ckpt = Checkpointer(acc, checkpoint_dir, config.checkpoint_every, config.keep_checkpoints,
                       run_key(config, module, len(train)))  # fmt: skip
     pos = ckpt.restore_latest() or Position()
@@ -210,7 +231,7 @@ def train_grpo(
     rewards = build_rewards(config.rewards, config.reward_options)
     records = [r for _, r in train.iterrows()]
     sampler = Sampler(vlm, prompt, config.temperature, config.max_new_tokens,
-                      config.generate_batch)  # fmt: skip
+                      config.generate_batch, config.top_k, config.top_p)  # fmt: skip
     world = World(acc.process_index, acc.num_processes, lambda: f"step {pos.step + 1}",
                   config.collective_timeout_s)  # fmt: skip
     tok = vlm.processor.tokenizer
@@ -220,7 +241,7 @@ def train_grpo(
 
     resampler = Resampler(sampler, correct, config.group_size, config.do_resample,
                           config.max_resample_rounds, sample_many=sampler.many,
-                          world=world)  # fmt: skip
+                          world=world, variant=config.resampling)  # fmt: skip
 
     def next_prompt():
         """The global prompt stream: the same on every process (the batch is decided
@@ -283,7 +304,7 @@ def train_grpo(
             acc.backward,
             tok,
             ref_fewshot if reference is None else None,
-            lambda: acc.no_sync(module),
+            lambda: hold_sync(acc, module),
             clip,
             world,
         )
@@ -328,5 +349,6 @@ def train_grpo(
         history.append({"step": pos.step, **final})
         log_metrics(acc, {f"grpo/{k}": v for k, v in final.items()}, pos.step)
     acc.wait_for_everyone()
+    consolidate(module)  # ZeRO-3: whole parameters for the saved model
     ckpt.clear()
     return vlm, pd.DataFrame(history), samples

@@ -1,16 +1,25 @@
 """EMIT's response resampling, as a pure function over a sampler callable.
 
-A prompt is *difficult* when none of its G responses is correct. With resampling on, it is
-sampled again (up to ``max_rounds`` times) until a correct response turns up, which then takes
-the place of the first incorrect one; prompts never solved are left out of the update, and more
-prompts are drawn so that the batch keeps its size. With it off, every group is kept as drawn
-(standard GRPO: an all-wrong group has zero advantage and teaches nothing).
+A prompt is *difficult* when none of its G responses is correct. Two variants:
 
-Hand-written: TRL has no dynamic-sampling hook to put this in.
+- ``emit`` (EMIT's official ``grpo_Trainer._dynamic_sampling``): a group is valid when one of
+  its responses is correct, and valid groups are kept whole. Each round (at most
+  ``max_rounds``) regenerates *whole groups* for the prompts still without a valid group, as
+  many as the batch holds (the unsolved prompts, then repeats of them), and keeps the first new
+  valid group of each. No new prompt is drawn: if groups are still missing after the last
+  round, the valid groups are repeated to fill the batch (the last ``batch`` groups of the
+  valid list repeated).
+- ``splice`` (the paper's text read literally): a difficult prompt is sampled again until a
+  correct response turns up, which takes the place of the first incorrect one; prompts never
+  solved are left out, and more prompts are drawn so that the batch keeps its size.
+
+With resampling off every group is kept as drawn (standard GRPO: an all-wrong group has zero
+advantage and teaches nothing). Hand-written: TRL has no dynamic-sampling hook to put this in.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +34,7 @@ class Group:
     correct: list[bool]
     rounds: int = 0  # resampling rounds this prompt needed
     replaced: int | None = None  # index of the response a resampled correct one replaced
+    repeated: bool = False  # a copy of a valid group that fills the batch (``emit``)
 
 
 @dataclass
@@ -37,6 +47,7 @@ class FillStats:
     batch: int = 0
     first_draw_correct: int = 0  # correct responses among the first G of every drawn prompt
     first_draw_responses: int = 0
+    repeated: int = 0  # groups repeated to fill the batch (``emit``)
 
     @property
     def difficult_before(self) -> float:
@@ -71,7 +82,8 @@ class FillStats:
         return {"difficult_before": self.difficult_before, "difficult_after": self.difficult_after,
                 "rollout_accuracy": self.rollout_accuracy,
                 "resample_rounds": float(self.rounds), "dropped_prompts": float(self.dropped),
-                "prompts_drawn": float(self.prompts_drawn)}  # fmt: skip
+                "prompts_drawn": float(self.prompts_drawn),
+                "repeated_groups": float(self.repeated)}  # fmt: skip
 
 
 @dataclass
@@ -93,6 +105,11 @@ class Resampler:
     stats: FillStats = field(default_factory=FillStats)
     sample_many: Callable[[list, int], list[list[Any]]] | None = None
     world: World = field(default_factory=World)
+    variant: str = "splice"  # splice | emit (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"resampling variant {self.variant!r}; use one of {VARIANTS}")
 
     def draw_many(self, prompts: list) -> list[Group]:
         """G responses for each prompt, sampled by the processes in shares, judged, gathered."""
@@ -110,6 +127,8 @@ class Resampler:
     ) -> tuple[list[Group], FillStats]:
         """Groups for one update (``batch_size`` of them, global); ``next_prompt()`` returns
         the same prompts on every process, None when the data run out."""
+        if self.variant == "emit" and self.resample:
+            return self._fill_emit(next_prompt, batch_size)
         stats = FillStats()
         groups: list[Group] = []
         cap = batch_size * self.max_prompts_factor
@@ -159,3 +178,69 @@ class Resampler:
                 else:
                     still.append(group)
             pending = still
+
+    def _fill_emit(self, next_prompt, batch_size: int) -> tuple[list[Group], FillStats]:
+        """EMIT's ``_dynamic_sampling`` over one batch of ``batch_size`` prompts."""
+        stats = FillStats()
+        prompts = [p for p in (next_prompt() for _ in range(batch_size)) if p is not None]
+        stats.prompts_drawn = len(prompts)
+        drawn = self.draw_many(prompts)
+        for group in drawn:
+            stats.first_draw_correct += sum(group.correct)
+            stats.first_draw_responses += len(group.correct)
+        valid = [g for g in drawn if any(g.correct)]
+        pending = [i for i, g in enumerate(drawn) if not any(g.correct)]
+        stats.difficult_first_draw = len(pending)
+        for round_ in range(1, self.max_rounds + 1):
+            if not pending:
+                break
+            slots = emit_slots(pending, len(prompts))  # a whole batch of groups per round
+            extra = self.draw_many([prompts[i] for i in slots])
+            stats.rounds += len(slots)
+            solved = []
+            for i, new in zip(slots, extra, strict=True):
+                if i in pending and i not in solved and any(new.correct):
+                    new.rounds = round_
+                    valid.append(new)
+                    solved.append(i)
+            pending = [i for i in pending if i not in solved]
+        stats.dropped = len(pending)
+        groups = emit_fill(valid, len(prompts))
+        stats.repeated = max(0, len(groups) - len(valid))
+        stats.batch = len(groups)
+        return groups, stats
+
+
+VARIANTS = ("splice", "emit")
+
+
+def emit_slots(pending: list[int], size: int) -> list[int]:
+    """The prompts a round regenerates: every unsolved one, then repeats of them until the
+    round holds ``size`` groups (EMIT draws the repeats at random; here they cycle, the same
+    on every process without a shared random state).
+
+    >>> emit_slots([1, 4], 5), emit_slots([0, 1, 2], 2)
+    ([1, 4, 1, 4, 1], [0, 1])
+    """
+    return [pending[k % len(pending)] for k in range(size)] if pending else []
+
+
+def emit_fill(valid: list, size: int) -> list:
+    """``size`` groups from the valid ones: the first ``size``, or, when short, the valid list
+    repeated and its *last* ``size`` taken (EMIT's ``resample_groups``). Repeats are copies.
+
+    >>> emit_fill(list("abc"), 2), emit_fill(list("abc"), 8), emit_fill([], 4)
+    (['a', 'b'], ['b', 'c', 'a', 'b', 'c', 'a', 'b', 'c'], [])
+    """
+    if len(valid) >= size or not valid:
+        return list(valid[:size])
+    times = -(-size // len(valid))
+    copies = [_repeat(g) for _ in range(times - 1) for g in valid]
+    return (list(valid) + copies)[-size:]
+
+
+def _repeat(group):
+    twin = copy.copy(group)
+    if isinstance(twin, Group):
+        twin.repeated = True
+    return twin

@@ -93,26 +93,64 @@ def cosine_scaled(length: int, correct: bool, max_len: int, min_correct: float =
 
 
 @register("cosine")
-def cosine_reward(max_len: int = 512, **bounds) -> RewardFn:
+def cosine_reward(max_len: int = 512, soft_cache_length: int = 0, invalid: float | None = None,
+                  **bounds) -> RewardFn:  # fmt: skip
     """Length-aware reward on top of correctness. Correct means what the accuracy reward
     means (the question's letter inside ``<answer>``); the length is the completion's tokens
     (``completion_tokens``, from the sampler; ``max_len`` is in tokens, like
     ``max_new_tokens``), or its whitespace-separated words where no token counts are given.
 
+    EMIT's ``external_cosine`` (plugin.py, ``--soft_cache_length 256``) is this with
+    ``soft_cache_length: 256`` (the first 256 tokens are not shaped: the length counts from
+    there, up to ``max_len - 256``), wrong answers from ``min_wrong: -0.5`` (short) to
+    ``max_wrong: 0.0`` (long), and ``invalid: -1.0`` for an answer without a valid letter.
+
     >>> f = cosine_reward(max_len=10)
     >>> f(["<answer>B</answer>", "B"], answer=["B", "B"], options=[["x", "y"]] * 2,
     ...   completion_tokens=[0, 10])
     [1.0, -0.5]
+    >>> emit = cosine_reward(max_len=512, soft_cache_length=256, invalid=-1.0, min_wrong=-0.5,
+    ...                      max_wrong=0.0)
+    >>> cols = {"answer": ["B"] * 5, "options": [["x", "y"]] * 5}
+    >>> emit(["<answer>B</answer>"] * 2 + ["<answer>A</answer>"] * 2 + ["B"],
+    ...      completion_tokens=[200, 512, 256, 512, 100], **cols)
+    [1.0, 0.5, -0.5, 0.0, -1.0]
     """
+    span = max(1, max_len - soft_cache_length)
 
     def fn(completions, answer, options, completion_tokens=None, **_):
         lengths = completion_tokens or [len(c.split()) for c in completions]
-        return [
-            cosine_scaled(n, answer_letter(c, len(o)) == a, max_len, **bounds)
-            for c, a, o, n in zip(completions, answer, options, lengths, strict=True)
-        ]
+        out = []
+        for c, a, o, n in zip(completions, answer, options, lengths, strict=True):
+            letter = answer_letter(c, len(o))
+            if letter is None and invalid is not None:
+                out.append(float(invalid))
+                continue
+            out.append(cosine_scaled(max(0, n - soft_cache_length), letter == a, span, **bounds))
+        return out
 
     return fn
+
+
+@register("choice")
+def choice_reward() -> RewardFn:
+    """AnomalyR1's choice accuracy (``--reward_funcs accuracy`` → ``choice_reward`` in its
+    grpo_rec.py): 1 when ``<think>…</think><answer>…</answer>`` holds the right letter, else 0.
+
+    >>> choice_reward()(["<think>x</think><answer>B</answer>", "<answer>B</answer>",
+    ...                  "<think>x</think><answer>A</answer>"],
+    ...                 answer=["B"] * 3, options=[["x", "y"]] * 3)
+    [1.0, 0.0, 0.0]
+    """
+
+    def fn(completions, answer, options, **_):
+        return [float(THINK_ANSWER.search(c) is not None and answer_letter(c, len(o)) == a)
+                for c, a, o in zip(completions, answer, options, strict=True)]  # fmt: skip
+
+    return fn
+
+
+THINK_ANSWER = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 
 
 def repetition_penalty(text: str, n: int = 4, max_penalty: float = -1.0) -> float:

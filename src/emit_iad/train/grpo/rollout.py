@@ -6,7 +6,9 @@ GPUs (same call: a prompt record and n, returning :class:`Response` objects).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import copy
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,10 +27,11 @@ class Sampler:
     (swap in vLLM here)."""
 
     def __init__(self, vlm: VLM, prompt: PromptConfig, temperature: float, max_new_tokens: int,
-                 max_prompts: int | None = None):  # fmt: skip
+                 max_prompts: int | None = None, top_k: int = 0, top_p: float = 1.0):  # fmt: skip
         self.vlm, self.prompt = vlm, prompt
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.max_prompts = max_prompts
+        self.top_k, self.top_p = top_k, top_p  # 0 / 1.0: the whole distribution
         self._batches: dict[int, Batch] = {}
 
     def new_step(self) -> None:
@@ -75,8 +78,8 @@ class Sampler:
                 **inputs,
                 do_sample=True,
                 temperature=self.temperature,
-                top_k=0,
-                top_p=1.0,
+                top_k=self.top_k,
+                top_p=self.top_p,
                 max_new_tokens=self.max_new_tokens,
                 num_return_sequences=n,
                 pad_token_id=tok.pad_token_id,
@@ -183,23 +186,56 @@ def token_logp(module, inputs: dict, lp: int) -> torch.Tensor:
     return selective_logp(logits, targets)
 
 
+@dataclass
+class LoraReference:
+    """The starting policy under LoRA without a second copy of the model: the base with the
+    adapter off, the few-shot module as it started, and the starting values of every tensor
+    that trains fully besides the adapter (EMIT's ``modules_to_save``: the aligner). Without
+    those, the reference would follow the aligner as it trains and the KL term would drift."""
+
+    fewshot: torch.nn.Module | None
+    start: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> starting value
+
+    @classmethod
+    def capture(cls, vlm: VLM, device) -> LoraReference:
+        fewshot = copy.deepcopy(vlm.fewshot) if vlm.fewshot is not None else None
+        if fewshot is not None:
+            fewshot.to(device).eval()
+        start = {n: p.detach().clone() for n, p in vlm.model.named_parameters()
+                 if p.requires_grad and "lora_" not in n}  # fmt: skip
+        return cls(fewshot, start)
+
+    @contextlib.contextmanager
+    def applied(self, vlm: VLM):
+        """The policy as it started, for the block's duration (then restored)."""
+        params = dict(vlm.model.named_parameters())
+        now = {n: params[n].data for n in self.start}
+        current = vlm.fewshot
+        vlm.fewshot = self.fewshot
+        for n, value in self.start.items():
+            params[n].data = value
+        try:
+            with vlm.model.disable_adapter():
+                yield
+        finally:
+            for n, value in now.items():
+                params[n].data = value
+            vlm.fewshot = current
+
+
 @torch.no_grad()
 def reference_logp(reference, vlm: VLM, gi: GroupInputs, spans_: list, device,
                    ref_fewshot) -> torch.Tensor:  # fmt: skip
     """Log-probabilities (G, Lc) of a group's completions under the reference policy, its
-    images encoded once by the reference itself."""
+    images encoded once by the reference itself. ``ref_fewshot``: with LoRA, the
+    :class:`LoraReference` (or just the starting few-shot module)."""
     if reference is not None:
         feats = image_features(reference, gi, device)
         return torch.cat([token_logp(reference, gi.rows(a, b, device, feats), gi.prompt_len)
                           for a, b in spans_])  # fmt: skip
-    # LoRA: the starting model is the base with the adapter switched off (no second copy)
-    current = vlm.fewshot
-    vlm.fewshot = ref_fewshot
-    try:
-        with vlm.model.disable_adapter():
-            module = EMITModule(vlm)
-            feats = image_features(module, gi, device)
-            return torch.cat([token_logp(module, gi.rows(a, b, device, feats), gi.prompt_len)
-                              for a, b in spans_])  # fmt: skip
-    finally:
-        vlm.fewshot = current
+    ref = ref_fewshot if isinstance(ref_fewshot, LoraReference) else LoraReference(ref_fewshot)
+    with ref.applied(vlm):
+        module = EMITModule(vlm)
+        feats = image_features(module, gi, device)
+        return torch.cat([token_logp(module, gi.rows(a, b, device, feats), gi.prompt_len)
+                          for a, b in spans_])  # fmt: skip
