@@ -16,6 +16,7 @@ from emit_iad.evaluate.answerers import ModelSpec
 from emit_iad.settings import CONFIG_LOADER_ARGS
 from emit_iad.sources.index import SourceConfig
 from emit_iad.train.grpo.loop import GRPOConfig
+from emit_iad.train.grpo.plan import plan_launch
 from emit_iad.train.sft import SFTConfig
 from emit_iad.vlm.build import ModelConfig
 from emit_iad.vlm.chat import PromptConfig
@@ -52,6 +53,7 @@ def emit_rows(gpu: dict) -> list[tuple[str, object, object]]:
     sft_acc = ClusterConfig.from_yaml_file(ROOT / "conf/gpu/accelerate_sft_zero1.yaml")
     grpo_acc = ClusterConfig.from_yaml_file(ROOT / "conf/gpu/accelerate_grpo_ddp.yaml")
     weights = {k: v for k, v in grpo.rewards.items() if v}
+    plan = plan_launch(grpo, grpo_acc.num_processes, 1000)
     return [
         ("base model", "OpenGVLab/InternVL3-8B-hf", model.name_or_path),
         ("precision", ("bfloat16", "bf16", "bf16"), (model.dtype, sft.mixed_precision, grpo.mixed_precision)),
@@ -61,29 +63,38 @@ def emit_rows(gpu: dict) -> list[tuple[str, object, object]]:
         ("heatmap window", 6, fs.window),
         ("tiny-model aids", (False, False), (fs.peak_token, fs.projector_mlp)),
         ("SFT tasks", ("Anomaly Detection", "Defect Localization"), sft.tasks),
-        ("SFT trained", {"aligner", "fewshot"}, set(sft.trainable)),
+        ("SFT trained", {"fewshot"}, set(sft.trainable)),
         ("SFT lr / weight decay / warm-up", (1e-5, 1e-4, 0.03), (sft.lr, sft.weight_decay, sft.warmup_ratio)),
+        ("SFT AdamW beta2 / clipping", (0.95, 1.0), (sft.adam_beta2, sft.max_grad_norm)),
         ("SFT epochs", 2, sft.epochs),
         ("SFT per device / accumulation", (8, 1), (sft.batch_size, sft.grad_accum)),
         ("SFT max length", 10240, sft.max_length),
+        ("SFT checkpoints every / kept", (2000, 1), (sft.checkpoint_every, sft.keep_checkpoints)),
         ("SFT engine", ("DEEPSPEED", 1), (sft_acc.distributed_type.value, sft_acc.deepspeed_config["zero_stage"])),
         ("gradient checkpointing", (True, True), (sft.gradient_checkpointing, grpo.gradient_checkpointing)),
         ("GRPO tasks", 4, len(grpo.tasks)),
         ("GRPO trained", {"lora", "aligner", "fewshot"}, set(grpo.trainable)),
-        ("GRPO LoRA on the ViT", True, grpo.lora.get("vision")),
+        ("GRPO LoRA r / alpha / dropout", (8, 32, 0.05), (grpo.lora["r"], grpo.lora["alpha"], grpo.lora["dropout"])),
+        ("GRPO LoRA targets", ("all-linear", True, "all-linear"), (grpo.lora["targets"], grpo.lora["vision"], grpo.lora["vision_targets"])),
         ("GRPO rewards", {"accuracy": 3.0, "cosine": 1.0, "format": 1.0, "repetition": 1.0}, weights),
+        ("cosine reward", {"max_len": 512, "soft_cache_length": 256, "invalid": -1.0, "min_wrong": -0.5, "max_wrong": 0.0}, grpo.reward_options["cosine"]),
         ("repetition n-gram", 4, grpo.reward_options["repetition"]["n"]),
         ("G / temperature / completion tokens", (8, 1.0, 512), (grpo.group_size, grpo.temperature, grpo.max_new_tokens)),
+        ("top-k / top-p", (50, 0.9), (grpo.top_k, grpo.top_p)),
         ("dynamic sampling, rounds", (True, True, 3), (grpo.do_resample, grpo.do_reweight, grpo.max_resample_rounds)),
+        ("resampling", "emit", grpo.resampling),
         ("beta / iterations", (0.005, 1), (grpo.beta, grpo.mu)),
-        ("GRPO lr / warm-up", (1e-5, 0.01), (grpo.lr, grpo.warmup_ratio)),
-        ("GRPO per device / accumulation", (4, 2), (grpo.batch_size, grpo.grad_accum)),
+        ("GRPO lr / warm-up / schedule", (1e-5, 0.01, "cosine"), (grpo.lr, grpo.warmup_ratio, grpo.lr_schedule)),
+        ("GRPO weight decay / AdamW beta2 / clipping", (0.1, 0.95, 1.0), (grpo.weight_decay, grpo.adam_beta2, grpo.max_grad_norm)),
+        ("GRPO completions per device / accumulation", (4, 2), (grpo.per_device_completions, grpo.grad_accum)),
+        ("GRPO prompts x completions per step", (8, 64), (plan.prompts_per_step, plan.completions_per_step)),
         ("GRPO epochs", 2, grpo.epochs),
-        ("GRPO engine (ZeRO-0: plain DDP)", "MULTI_GPU", grpo_acc.distributed_type.value),
+        ("GRPO checkpoints every / kept", (500, 10), (grpo.checkpoint_every, grpo.keep_checkpoints)),
+        ("GRPO engine (ZeRO-0)", "MULTI_GPU", grpo_acc.distributed_type.value),
     ]
 
 
-@pytest.mark.parametrize("row", range(27))
+@pytest.mark.parametrize("row", range(36))
 def test_gpu_environment_is_emit_line_by_line(row, no_network):
     name, emit, ours = emit_rows(params("gpu"))[row]
     assert ours == emit, f"{name}: EMIT {emit!r}, conf/gpu {ours!r}"
@@ -100,19 +111,20 @@ def anomalyr1_rows(qwen: dict) -> list[tuple[str, object, object]]:
         ("Qwen base model", "Qwen/Qwen2.5-VL-3B-Instruct", model.name_or_path),
         ("Qwen precision", ("bfloat16", "bf16"), (model.dtype, grpo.mixed_precision)),
         ("Qwen processes / engine", (4, "DEEPSPEED", 3), (acc.num_processes, acc.distributed_type.value, acc.deepspeed_config["zero_stage"])),
-        ("Qwen image tokens (1-shot prompt within 1,024)", True, 2 * pixels // (28 * 28) <= 1024 - 150),
+        ("Qwen images per prompt / max pixels", (1, 12845056), (1 + grpo.prompt_config().k_shot, pixels)),
         ("Qwen heatmap module", False, model.fewshot_config() is not None),
         ("Qwen GRPO trained", {"full"}, set(grpo.trainable)),
-        ("Qwen rewards", {"roam": 1.0, "format": 1.0}, weights),
+        ("Qwen rewards", {"choice": 1.0, "roam": 1.0}, weights),
         ("Qwen G / beta", (8, 0.04), (grpo.group_size, grpo.beta)),
         ("Qwen per device / accumulation / epochs", (1, 2, 10), (grpo.batch_size, grpo.grad_accum, grpo.epochs)),
-        ("Qwen lr / temperature / completion tokens", (1e-6, 0.9, 256), (grpo.lr, grpo.temperature, grpo.max_new_tokens)),
+        ("Qwen lr / temperature / completion tokens", (5e-7, 1.0, 256), (grpo.lr, grpo.temperature, grpo.max_new_tokens)),
+        ("Qwen schedule / warm-up / weight decay / beta2 / clipping", ("linear", 0.0, 0.0, 0.999, 1.0), (grpo.lr_schedule, grpo.warmup_ratio, grpo.weight_decay, grpo.adam_beta2, grpo.max_grad_norm)),
         ("Qwen difficulty-aware sampling", (False, False), (grpo.do_resample, grpo.do_reweight)),
         ("Qwen gradient checkpointing", True, grpo.gradient_checkpointing),
     ]
 
 
-@pytest.mark.parametrize("row", range(12))
+@pytest.mark.parametrize("row", range(13))
 def test_qwen_environment_is_anomalyr1_line_by_line(row, no_network):
     name, theirs, ours = anomalyr1_rows(params("qwen"))[row]
     assert ours == theirs, f"{name}: AnomalyR1 {theirs!r}, conf/qwen {ours!r}"
@@ -215,6 +227,7 @@ def test_kedro_session_with_env_qwen_resolves_parameters(project, no_network):
         context = session.load_context()
         assert context.params["model"]["name_or_path"] == "Qwen/Qwen2.5-VL-3B-Instruct"
         assert context.params["grpo"]["rewards"]["roam"] == 1.0
+        assert context.params["grpo"]["rewards"]["choice"] == 1.0
         assert context.params["sft"]["epochs"] == 0
         assert "grpo_model@vlm" in context.catalog
 
