@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, set_seed
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,21 @@ def make_accelerator(
             f"grad_accum is {grad_accum}: remove gradient_accumulation_steps from the "
             "accelerate config (its deepspeed_config) and set the stage's grad_accum"
         )
-    handlers = []
-    if timeout_s:
-        handlers.append(InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s)))
+    group = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
+    if deepspeed_launch() and not torch.cuda.is_available():
+        # accelerate finds no backend for DeepSpeed without GPUs and would run each process
+        # as a world of one (every one rank 0); gloo joins them, for DeepSpeed's CPU accelerator
+        group["backend"] = "gloo"
+    handlers = [InitProcessGroupKwargs(**group)] if group else []
+    # DDP: a micro-batch may leave trainables unused (a text-as-query question has no image,
+    # so the aligner and the ViT's LoRA get no gradient); DDP must then not wait for them
+    handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     acc = Accelerator(
         gradient_accumulation_steps=grad_accum,
         mixed_precision=mixed_precision,
-        cpu=not torch.cuda.is_available(),
+        # (but for a DeepSpeed launch, which cpu=True would turn into plain MULTI_CPU:
+        # DeepSpeed's CPU accelerator then runs the engine over gloo)
+        cpu=not torch.cuda.is_available() and not deepspeed_launch(),
         kwargs_handlers=handlers,
         # the schedules count optimizer steps; a prepared scheduler would otherwise step once
         # per process per optimizer step (2 processes: twice as fast)
@@ -71,6 +79,11 @@ def make_accelerator(
     )
     set_seed(seed, device_specific=False)
     return acc
+
+
+def deepspeed_launch() -> bool:
+    """Whether `accelerate launch` was given a DeepSpeed config."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
@@ -255,6 +268,14 @@ def gathered(params):
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
+def whole_parameters(vlm):
+    """Context with every parameter of a VLM whole (ZeRO-3 gathers its shards; otherwise
+    nothing to do): generation runs outside the engine's forward, on each process alone, as
+    TRL's ``ds3_gather_for_generation`` does."""
+    mods = [vlm.model] + ([vlm.fewshot] if vlm.fewshot is not None else [])
+    return gathered([p for m in mods for p in m.parameters()])
+
+
 def deepspeed_setup(accelerator: Accelerator, micro_batch: int,
                     max_grad_norm: float | None) -> None:  # fmt: skip
     """What accelerate's DeepSpeed config leaves ``auto`` and cannot fill without a
@@ -266,6 +287,12 @@ def deepspeed_setup(accelerator: Accelerator, micro_batch: int,
     config = plugin.deepspeed_config
     if config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
         config["train_micro_batch_size_per_gpu"] = int(micro_batch)
+    # DeepSpeed checks train_batch_size = micro × accumulation × processes; accelerate leaves
+    # it to a dataloader it is not given here
+    accum = accelerator.gradient_accumulation_steps
+    config["gradient_accumulation_steps"] = accum
+    config["train_batch_size"] = (config["train_micro_batch_size_per_gpu"] * accum
+                                  * accelerator.num_processes)  # fmt: skip
     if config.get("gradient_clipping", "auto") == "auto":
         config["gradient_clipping"] = float(max_grad_norm or 0.0)
 

@@ -32,6 +32,7 @@ from emit_iad.train.harness import (
     spans,
     trainable_parameters,
     uses_deepspeed,
+    whole_parameters,
 )
 from emit_iad.train.targets import target
 from emit_iad.train.world import is_main_process
@@ -182,13 +183,14 @@ def validate(
                   disable=not is_main_process()):  # fmt: skip
         chunk = records[i : i + batch_size]
         batch = vlm.collate(chunk, prompt)
-        texts = vlm.generate(
-            batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
+        with whole_parameters(vlm):  # ZeRO-3: generate() on each process alone
+            texts = vlm.generate(
+                batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
         for r, t in zip(chunk, texts, strict=True):
             rows.append(
                 {

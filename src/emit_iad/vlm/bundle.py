@@ -204,7 +204,22 @@ class VLM:
     def save(self, folder: str | Path) -> None:
         """Write the directory atomically (temporary sibling, then rename). Only what trained
         is written when the base is a pretrained model that can be named and no stage so far
-        trained its weights wholesale."""
+        trained its weights wholesale.
+
+        Under several processes every one calls this (as Kedro's dataset does) and the first
+        writes while the others wait: transformers writes weights on rank 0 only, so a folder
+        written by another rank would lack them and, renamed last, replace the whole one."""
+        import torch.distributed as dist
+
+        shared = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if shared and dist.get_rank() != 0:
+            dist.barrier()  # until rank 0 has written the folder
+            return
+        self._write(folder)
+        if shared:
+            dist.barrier()
+
+    def _write(self, folder: str | Path) -> None:
         meta = dict(self.meta)
         if set(meta.get("trainable") or ()) & FULL_PARTS:
             meta["full_trained"] = True

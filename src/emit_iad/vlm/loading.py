@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -57,9 +58,10 @@ def load_pretrained(
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
         # weights go straight to their device, shard by shard (no full copy in host memory)
-        model = AutoModelForImageTextToText.from_pretrained(
-            name_or_path, dtype=_dtype(dtype), device_map=device
-        )
+        with whole_load():
+            model = AutoModelForImageTextToText.from_pretrained(
+                name_or_path, dtype=_dtype(dtype), device_map=device
+            )
     except OSError as exc:
         where = "the folder" if local else "the Hugging Face hub"
         raise ModelLoadError(
@@ -69,29 +71,59 @@ def load_pretrained(
             "machine with internet (`hf download <name>`) and set model.name_or_path to that "
             "local folder."
         ) from None
+    return from_model(model, processor, name_or_path, with_fewshot, fewshot_config)
+
+
+@contextlib.contextmanager
+def whole_load():
+    """Load whole weights on each process, also under a ZeRO-3 launch (where transformers
+    would partition them while loading, with ``zero.Init``): the engine shards what trains when
+    it is prepared, and what stays outside it (the KL reference's copy, the few-shot module)
+    keeps whole tensors. Private API: transformers keeps the launch's config in
+    ``integrations.deepspeed._hf_deepspeed_config_weak_ref``, set aside here for the load."""
+    from transformers.integrations import deepspeed as hf_ds
+
+    saved = getattr(hf_ds, "_hf_deepspeed_config_weak_ref", None)
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = saved
+
+
+def from_model(model, processor, name: str, with_fewshot: bool = False,
+               fewshot_config: FewShotConfig | None = None) -> VLM:  # fmt: skip
+    """A loaded (or built) model and processor as this project's VLM: EMIT's ``<FS_PROMPT>``
+    added where missing, and a fresh few-shot module when ``with_fewshot``."""
     tokenizer = processor.tokenizer
     if FEWSHOT_TOKEN not in tokenizer.get_vocab():
+        first = len(tokenizer)
         tokenizer.add_special_tokens({"additional_special_tokens": [FEWSHOT_TOKEN]},
                                      replace_extra_special_tokens=False)  # fmt: skip
-        add_token_rows(model, len(tokenizer))
-        log.info("Added %s to the tokenizer of %s", FEWSHOT_TOKEN, name_or_path)
+        add_token_rows(model, first, len(tokenizer))
+        log.info("Added %s to the tokenizer of %s", FEWSHOT_TOKEN, name)
     fewshot = None
     if with_fewshot:
         hidden = base_model_of(model).config.text_config.hidden_size
+        device = model.get_input_embeddings().weight.device
         fewshot = FewShotModule(hidden, fewshot_config or FewShotConfig()).to(device)
-    return VLM(model, processor, fewshot, {"base_model": name_or_path})
+    return VLM(model, processor, fewshot, {"base_model": name})
 
 
 @torch.no_grad()
-def add_token_rows(model, size: int) -> None:
-    """Grow the embeddings (and an untied head) to ``size`` rows, the new rows the mean of the
-    old ones: deterministic, so a model folder that saved only what trained (no embeddings)
-    gets the very same rows back over the same base. (transformers' mean resizing samples.)"""
-    old = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(size, mean_resizing=False)
+def add_token_rows(model, first: int, size: int) -> None:
+    """Rows for the token ids ``first`` … ``size - 1``: the embeddings (and an untied head)
+    grow to ``size`` rows where they have fewer (a checkpoint whose rows are padded past its
+    tokenizer, as Qwen's 151,936, keeps them), and the new ids' rows become the mean of the rows
+    before ``first``: deterministic, so a model folder that saved only what trained (no
+    embeddings) gets the very same rows back over the same base. (transformers' mean resizing
+    samples.)"""
+    if model.get_input_embeddings().weight.shape[0] < size:
+        model.resize_token_embeddings(size, mean_resizing=False)
     for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
                   if m is not None}.values():  # fmt: skip
-        layer.weight[old:] = layer.weight[:old].float().mean(dim=0).to(layer.weight.dtype)
+        mean = layer.weight[:first].float().mean(dim=0).to(layer.weight.dtype)
+        layer.weight[first:size] = mean
 
 
 def add_lora(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from emit_iad.train.harness import whole_parameters
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import Batch, PromptConfig
 
@@ -58,8 +59,9 @@ class Sampler:
         ``max_prompts`` at a time (None: all), each prompt's heatmap computed once."""
         out: list[list[Response]] = []
         step = self.max_prompts or max(1, len(records))
-        for a in range(0, len(records), step):
-            out += self._generate(records[a : a + step], n)
+        with whole_parameters(self.vlm):  # ZeRO-3: generate() on each process alone
+            for a in range(0, len(records), step):
+                out += self._generate(records[a : a + step], n)
         return out
 
     def _generate(self, records: list, n: int) -> list[list[Response]]:
