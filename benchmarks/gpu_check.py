@@ -234,7 +234,10 @@ def qwen_phase(args, meter: Meter, per_token: dict, work: Path) -> None:
         update = step_of("update", s, grpo.micro_batch_size, s["prompt_tokens"] + new,
                          new + 1, n)  # fmt: skip
         rollout = step_of("rollout", s, train=n, seqs=grpo.group_size, new=new)
-        return max(sum(mem.estimate(x, per_token, True, dims).values()) for x in (update, rollout))
+        # full training keeps a frozen bf16 copy of the model as the KL reference
+        reference = dims.params * 2 / mem.GIB if grpo.beta and "full" in grpo.trainable else 0
+        return reference + max(sum(mem.estimate(x, per_token, True, dims).values())
+                               for x in (update, rollout))  # fmt: skip
 
     meter("Qwen2.5-VL-3B GRPO step (full, conf/qwen)", lambda: train_grpo(
         vlm, rows, rows.head(0), grpo, str(work / "qgrpo")), estimate)  # fmt: skip

@@ -221,7 +221,7 @@ def conf_gpu_steps(args, dims: Dims = Dims()) -> list[Step]:
     aligner = 4096 + 4096 * h + h * h + 2 * h  # mlp1: LayerNorm, two Linear layers
     fewshot = 9 * h + 16 * h + h + 2
     lora = dims.layers * 8 * (2 * 7168 + 2 * 4096 + 3 * 22528) + dims.vision_layers * 8 * (
-        3 * 2048 + 2 * 5120
+        4 * 2048 + 2 * 5120
     )
     g = args.group_size
     return [
