@@ -19,7 +19,7 @@ import torch
 
 
 def main(folder: Path, tag: str) -> None:
-    from accelerate.state import AcceleratorState
+    from accelerate.state import AcceleratorState, PartialState
 
     from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
     from emit_iad.train.sft import SFTConfig, train_sft
@@ -36,8 +36,10 @@ def main(folder: Path, tag: str) -> None:
                     checkpoint_every=0, val_max_questions=0, repeats={})  # fmt: skip
     vlm, sft_history = train_sft(VLM.load(folder / "base"), train, train.iloc[:0], sft,
                                  str(folder / f"ck-sft-{tag}"))  # fmt: skip
-    # every process saves, as the pipeline's dataset does: rank 0 writes, the others wait
-    vlm.save(folder / f"sft-{tag}")  # whole parameters, also after ZeRO-3
+    # every process calls save: rank 0 writes (whole parameters, also after ZeRO-3), the others
+    # skip it and wait here before loading it back
+    vlm.save(folder / f"sft-{tag}")
+    PartialState().wait_for_everyone()
     grpo = GRPOConfig(tasks=("Anomaly Detection",), trainable=("text", "fewshot"), steps=2,
                       group_size=4, batch_size=1, micro_batch_size=2, max_new_tokens=6,
                       lr=1e-4, beta=0.005, probe_prompts=0, val_max_questions=0,

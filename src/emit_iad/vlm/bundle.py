@@ -206,18 +206,16 @@ class VLM:
         is written when the base is a pretrained model that can be named and no stage so far
         trained its weights wholesale.
 
-        Under several processes every one calls this (as Kedro's dataset does) and the first
-        writes while the others wait: transformers writes weights on rank 0 only, so a folder
-        written by another rank would lack them and, renamed last, replace the whole one."""
+        Under several processes only rank 0 writes; on the others this does nothing (no
+        collective: under Kedro the other processes' datasets are in memory and never call it).
+        transformers writes weights on rank 0 only, so a folder written by another rank would
+        lack them and, renamed last, replace the whole one. A caller that saves on every rank
+        and then loads waits for rank 0 itself."""
         import torch.distributed as dist
 
-        shared = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if shared and dist.get_rank() != 0:
-            dist.barrier()  # until rank 0 has written the folder
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
             return
         self._write(folder)
-        if shared:
-            dist.barrier()
 
     def _write(self, folder: str | Path) -> None:
         meta = dict(self.meta)
