@@ -149,7 +149,7 @@ def step_of(name, s: dict, rows=0, tokens=0, logit_tokens=0, train=0, seqs=0, ne
 
 def internvl_phases(args, meter: Meter, per_token: dict, work: Path) -> None:
     from emit_iad.evaluate.answerers import LocalAnswerer
-    from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+    from emit_iad.train.grpo.loop import train_grpo
     from emit_iad.train.sft import SFTConfig, train_sft, validate
     from emit_iad.vlm.chat import PromptConfig
 
@@ -172,24 +172,14 @@ def internvl_phases(args, meter: Meter, per_token: dict, work: Path) -> None:
     meter("InternVL3 SFT step (8 per GPU)", lambda: train_sft(
         vlm, rows, rows.head(0), sft, str(work / "sft")), sft_estimate)  # fmt: skip
 
-    grpo = GRPOConfig.from_params({**strip(gpu["grpo"]), "epochs": None, "steps": 1,
-                                   "difficulty_aware": False, "probe_prompts": 0,
-                                   "val_max_questions": 0, "checkpoint_every": 0,
-                                   **({"max_new_tokens": tokens} if tokens else {})})  # fmt: skip
+    grpo = one_grpo_step(gpu["grpo"], tokens, difficulty_aware=False)
     g_rows = train[train.type.isin(grpo.tasks)].head(8)
     gs = shape(vlm, g_rows.to_dict("records"), grpo.prompt_config())
     new = grpo.max_new_tokens
 
-    def grpo_estimate():
-        n = trainable(vlm)
-        update = step_of("update", gs, grpo.micro_batch_size, gs["prompt_tokens"] + new,
-                         new + 1, n)  # fmt: skip
-        rollout = step_of("rollout", gs, train=n, seqs=(grpo.generate_batch or 1)
-                          * grpo.group_size, new=new)  # fmt: skip
-        return max(sum(mem.estimate(x, per_token, True, dims).values()) for x in (update, rollout))
-
     result = meter("InternVL3 GRPO step (rollout + update)", lambda: train_grpo(
-        vlm, g_rows, g_rows.head(0), grpo, str(work / "grpo")), grpo_estimate)  # fmt: skip
+        vlm, g_rows, g_rows.head(0), grpo, str(work / "grpo")),
+        lambda: grpo_estimate(vlm, grpo, gs, per_token, dims))  # fmt: skip
     vlm = result[0]
     history = result[1]
     last = history.dropna(subset=["rollout_s"]).iloc[-1]
@@ -215,32 +205,41 @@ def internvl_phases(args, meter: Meter, per_token: dict, work: Path) -> None:
 
 
 def qwen_phase(args, meter: Meter, per_token: dict, work: Path) -> None:
-    from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+    from emit_iad.train.grpo.loop import train_grpo
 
     qwen = conf("qwen")
     train = questions(work / "qdata", 64 if args.tiny else 896)
     vlm = build("Qwen2.5-VL", "tiny" if args.tiny else "full", args.device, qwen["model"])
     dims = dims_of(vlm)
-    grpo = GRPOConfig.from_params({**strip(qwen["grpo"]), "epochs": None, "steps": 1,
-                                   "probe_prompts": 0, "val_max_questions": 0,
-                                   "checkpoint_every": 0,
-                                   **({"max_new_tokens": 16} if args.tiny else {})})  # fmt: skip
+    grpo = one_grpo_step(qwen["grpo"], 16 if args.tiny else None)
     rows = train[train.type.isin(grpo.tasks)].head(4)
     s = shape(vlm, rows.to_dict("records"), grpo.prompt_config())
-    new = grpo.max_new_tokens
-
-    def estimate():
-        n = trainable(vlm)
-        update = step_of("update", s, grpo.micro_batch_size, s["prompt_tokens"] + new,
-                         new + 1, n)  # fmt: skip
-        rollout = step_of("rollout", s, train=n, seqs=grpo.group_size, new=new)
-        # full training keeps a frozen bf16 copy of the model as the KL reference
-        reference = dims.params * 2 / mem.GIB if grpo.beta and "full" in grpo.trainable else 0
-        return reference + max(sum(mem.estimate(x, per_token, True, dims).values())
-                               for x in (update, rollout))  # fmt: skip
 
     meter("Qwen2.5-VL-3B GRPO step (full, conf/qwen)", lambda: train_grpo(
-        vlm, rows, rows.head(0), grpo, str(work / "qgrpo")), estimate)  # fmt: skip
+        vlm, rows, rows.head(0), grpo, str(work / "qgrpo")),
+        lambda: grpo_estimate(vlm, grpo, s, per_token, dims))  # fmt: skip
+
+
+def one_grpo_step(params: dict, max_new_tokens: int | None, **overrides):
+    """A stage's GRPO config for one step, with no probe, validation or checkpoint."""
+    from emit_iad.train.grpo.loop import GRPOConfig
+
+    extra = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    return GRPOConfig.from_params({**strip(params), "epochs": None, "steps": 1,
+                                   "probe_prompts": 0, "val_max_questions": 0,
+                                   "checkpoint_every": 0, **extra, **overrides})  # fmt: skip
+
+
+def grpo_estimate(vlm, grpo, s: dict, per_token: dict, dims: mem.Dims) -> float:
+    """A GRPO step's peak: the larger of its update and its rollout (``generate_batch`` × G
+    sequences), plus the frozen bf16 copy a fully trained model keeps as the KL reference."""
+    n, new = trainable(vlm), grpo.max_new_tokens
+    update = step_of("update", s, grpo.micro_batch_size, s["prompt_tokens"] + new, new + 1, n)
+    rollout = step_of("rollout", s, train=n, seqs=(grpo.generate_batch or 1) * grpo.group_size,
+                      new=new)  # fmt: skip
+    reference = dims.params * 2 / mem.GIB if grpo.beta and "full" in grpo.trainable else 0
+    return reference + max(sum(mem.estimate(x, per_token, True, dims).values())
+                           for x in (update, rollout))  # fmt: skip
 
 
 def strip(d: dict) -> dict:

@@ -179,26 +179,25 @@ def validate(
     rows = []
     tok = vlm.processor.tokenizer
     starts = range(0, len(records), batch_size)
-    for i in tqdm(starts, desc="validation", unit="batch", leave=False,
-                  disable=not is_main_process()):  # fmt: skip
-        chunk = records[i : i + batch_size]
-        batch = vlm.collate(chunk, prompt)
-        with whole_parameters(vlm):  # ZeRO-3: generate() on each process alone
+    with whole_parameters(vlm):  # ZeRO-3: generate() on each process alone, gathered once
+        for i in tqdm(starts, desc="validation", unit="batch", leave=False,
+                      disable=not is_main_process()):  # fmt: skip
+            chunk = records[i : i + batch_size]
             texts = vlm.generate(
-                batch,
+                vlm.collate(chunk, prompt),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
             )
-        for r, t in zip(chunk, texts, strict=True):
-            rows.append(
-                {
-                    "type": r["type"],
-                    "correct": parse_answer(t, list(r["options"])) == r["answer"],
-                    "well_formed": is_well_formed(t),
-                }
-            )
+            for r, t in zip(chunk, texts, strict=True):
+                rows.append(
+                    {
+                        "type": r["type"],
+                        "correct": parse_answer(t, list(r["options"])) == r["answer"],
+                        "well_formed": is_well_formed(t),
+                    }
+                )
     vlm.model.train(was_training)
     if vlm.fewshot is not None:
         vlm.fewshot.train(was_training)
