@@ -224,3 +224,25 @@ def test_dvc_exp_run_gives_the_ablation_and_metrics_diff_compares(repro):
     assert not problems, problems
     for name in ("grpo_training", "sft_loss"):  # two runs' curves in one plot
         assert {"HEAD", "workspace"} <= set(plots["data"][name][0]["revisions"]), name
+
+
+def test_a_failed_stage_leaves_every_output_byte_identical(repro):
+    """Issue #27: DVC deletes a stage's outputs before its command unless they persist; a typo
+    in conf/local then cost all seven evaluation outputs, the uncached metrics.json and plots
+    beyond `dvc checkout`'s reach. Now the stage fails and nothing changes, so once the typo is
+    gone nothing is stale."""
+    project, _ = repro
+    from tests.faults.test_commit import digests
+
+    outs = ("data/07_model_output/answers", "data/08_reporting")
+    before = digests(project, *outs)
+    local = project / "conf/local/parameters_evaluation.yml"
+    local.write_text("evaluation:\n  max_new_token: 9\n")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    failed = subprocess.run(["dvc", "repro", "evaluation"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert failed.returncode != 0 and "max_new_token" in failed.stdout + failed.stderr
+    assert digests(project, *outs) == before
+    local.unlink()
+    sh("dvc", "repro", "params", cwd=project)
+    assert stale(project) == set()

@@ -22,6 +22,7 @@ def main(folder: Path, tag: str) -> None:
     from accelerate.state import AcceleratorState, PartialState
 
     from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+    from emit_iad.train.harness import end_launch
     from emit_iad.train.sft import SFTConfig, train_sft
     from emit_iad.vlm.bundle import VLM
 
@@ -59,6 +60,7 @@ def main(folder: Path, tag: str) -> None:
             "engine": AcceleratorState().distributed_type.value,
         }
         (folder / f"result-{tag}.json").write_text(json.dumps(result))
+    end_launch()  # as the pipeline's after_pipeline_run hook does
 
 
 if __name__ == "__main__":

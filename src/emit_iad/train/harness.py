@@ -9,17 +9,13 @@ GRPO needs its own loop anyway, so one small harness serves both stages.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import re
-import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,6 +82,24 @@ def deepspeed_launch() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def end_launch() -> None:
+    """The end of a multi-process launch: every process meets, then leaves the process group.
+
+    A process that exits with its group alive tears gloo's threads down during interpreter
+    shutdown; C++ then aborts it ("terminate called without an active exception", SIGABRT, seen
+    on a rank that finished first under DeepSpeed ZeRO-2), and the launcher reports the whole
+    launch failed although every step and every file was done. No-op when run alone."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    from accelerate.state import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
                   world: int = 1, drop_last: bool = True) -> list[list[int]]:  # fmt: skip
     """Seeded order of ``n`` items for an epoch, in global batches of ``batch_size * world``,
@@ -137,76 +151,6 @@ def lr_schedule(total: int, warmup: int, kind: str = "cosine") -> Callable[[int]
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
-
-
-def run_key(config, module: torch.nn.Module, n_items: int) -> str:
-    """What a checkpoint must match to be resumed: the stage's settings, the shapes of the
-    module's tensors and the amount of training data."""
-    shapes = [(name, tuple(t.shape)) for name, t in module.state_dict().items()]
-    text = json.dumps([asdict(config), shapes, n_items], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class Checkpointer:
-    """``<folder>/checkpoint-<step>/``: accelerate state (model, optimizer, scheduler, RNG) +
-    ``position.json``; the last ``keep`` are kept. Checkpoints written under another ``key``
-    (other settings, another model) are set aside, not resumed."""
-
-    def __init__(self, accelerator: Accelerator, folder: str | Path, every: int, keep: int = 2,
-                 key: str = ""):  # fmt: skip
-        self.acc, self.folder, self.every, self.keep = accelerator, Path(folder), every, keep
-        self.key = key
-        self.history: list[dict] = []  # the rows logged before the restored checkpoint
-
-    def due(self, pos: Position) -> bool:
-        return self.every > 0 and pos.step > 0 and pos.step % self.every == 0
-
-    def save(self, pos: Position, history: list[dict] | None = None) -> Path:
-        """``history``: the rows so far, so that a resumed run's curves start at step 1."""
-        path = self.folder / f"checkpoint-{pos.step}"
-        tmp = self.folder / f".checkpoint-{pos.step}.tmp"
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        if self.acc.is_main_process:
-            (tmp / "history.json").write_text(json.dumps(history or [], default=float))
-            (tmp / "position.json").write_text(json.dumps({**asdict(pos), "key": self.key}))
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)  # a checkpoint exists whole or not at all
-            for old in self.all()[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        return path
-
-    def all(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        found = [p for p in self.folder.iterdir() if re.fullmatch(r"checkpoint-\d+", p.name)]
-        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-    def restore_latest(self) -> Position | None:
-        found = [p for p in self.all() if (p / "position.json").is_file()]
-        if not found:
-            return None
-        latest = found[-1]
-        saved = json.loads((latest / "position.json").read_text())
-        if saved.pop("key", "") != self.key:
-            log.warning(
-                "%s was written by a run with other settings or another model; starting afresh "
-                "(the old checkpoints are removed)", latest)  # fmt: skip
-            self.acc.wait_for_everyone()
-            self.clear()
-            return None
-        self.acc.load_state(str(latest))
-        pos = Position(**saved)
-        rows = latest / "history.json"
-        self.history = json.loads(rows.read_text()) if rows.is_file() else []
-        log.info("Resuming from %s (step %d, epoch %d)", latest, pos.step, pos.epoch)
-        return pos
-
-    def clear(self) -> None:
-        if self.acc.is_main_process:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def history_metrics(rows: list[dict], prefix: str) -> Iterator[tuple[int, dict[str, float]]]:

@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.parsing import is_well_formed, parse_answer
 from emit_iad.params import reject_unknown
+from emit_iad.train.checkpoints import Checkpointer, run_key
 from emit_iad.train.harness import (
-    Checkpointer,
     Position,
     consolidate,
     deepspeed_setup,
@@ -28,7 +28,6 @@ from emit_iad.train.harness import (
     make_optimizer,
     param_checksum,
     replay_history,
-    run_key,
     spans,
     trainable_parameters,
     uses_deepspeed,

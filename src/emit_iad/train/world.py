@@ -10,6 +10,9 @@ named instead of waiting for ever.
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,29 @@ def process_rank() -> int:
 
 def is_main_process() -> bool:
     return process_rank() == 0
+
+
+def die_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Make this child process end within seconds of its parent's death (a worker pool's
+    initializer): a worker left alive by a killed parent would go on training into the folders
+    a rerun then uses. Linux's parent-death signal kills it at once; on every system a daemon
+    thread also ends it once it has been handed to another parent (``os.getppid()`` changes).
+    """
+    try:  # PR_SET_PDEATHSIG (1): SIGKILL when the parent goes
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 @dataclass

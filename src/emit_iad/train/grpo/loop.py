@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from emit_iad.mmad import protocol as p
 from emit_iad.params import reject_unknown
+from emit_iad.train.checkpoints import Checkpointer, run_key
 from emit_iad.train.grpo.plan import plan_launch
 from emit_iad.train.grpo.resampling import VARIANTS, FillStats, Resampler
 from emit_iad.train.grpo.rewards import answer_letter, build_rewards
@@ -32,7 +33,6 @@ from emit_iad.train.grpo.rollout import LoraReference, Response, Sampler
 from emit_iad.train.grpo.update import update
 from emit_iad.train.harness import (
     SCHEDULES,
-    Checkpointer,
     Position,
     consolidate,
     deepspeed_setup,
@@ -44,7 +44,6 @@ from emit_iad.train.harness import (
     make_optimizer,
     param_checksum,
     replay_history,
-    run_key,
     trainable_parameters,
     uses_deepspeed,
 )
