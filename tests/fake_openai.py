@@ -2,7 +2,8 @@
 
 It implements ``POST /v1/chat/completions``, answers each prompt with the JSON object its text
 asks for, and can fail on purpose: 429 with Retry-After, 500, a reply slower than the client's
-timeout, a malformed body, a dropped connection, a non-JSON answer or a refusal.
+timeout, a malformed body, a dropped connection, a non-JSON answer, or a refusal: in words, or
+in the API's own ``refusal`` field with no content (``api_refusal``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "slow", "malformed", "drop", "not_json", "refusal")
+FAULTS = ("429", "500", "slow", "malformed", "drop", "not_json", "refusal", "api_refusal")
 
 
 def _answer_for(body: dict) -> dict:
@@ -112,6 +113,10 @@ class FakeOpenAI:
         if fault == "401":
             return self._send(h, 401, {"error": {"message": "Incorrect API key provided",
                                                  "type": "invalid_request_error"}})  # fmt: skip
+        if fault == "401_echo":  # a proxy that echoes the whole key back
+            key = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+            return self._send(h, 401, {"error": {"message": f"Incorrect API key provided: {key}",
+                                                 "type": "invalid_request_error"}})  # fmt: skip
         if fault == "500":
             return self._send(h, 500, {"error": {"message": "boom", "type": "server_error"}})
         if fault == "drop":
@@ -128,11 +133,14 @@ class FakeOpenAI:
             content = "Sure! The object looks fine to me."
         elif fault == "refusal":
             content = "I'm sorry, but I can't help with that."
+        message = {"role": "assistant", "content": content}
+        if fault == "api_refusal":
+            message = {"role": "assistant", "content": None,
+                       "refusal": "I'm unable to assist with this request."}  # fmt: skip
         completion = {
             "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0,
             "model": body.get("model"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
             "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
         }  # fmt: skip
         return self._send(h, 200, completion)

@@ -2,6 +2,7 @@
 against a local server, resume after an interruption, bad entries."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -13,6 +14,7 @@ from emit_iad.evaluate.answerers import AnswerFailed, LocalAnswerer, ModelLoadEr
 from emit_iad.evaluate.runner import load_benchmark, run_benchmark
 from emit_iad.kedro_io import MMADBenchmarkDataset
 from emit_iad.mmad.format import benchmark_files, to_mmad
+from emit_iad.mmad.parsing import parse_answer
 from emit_iad.vlm.chat import PromptConfig
 from tests.fake_openai import FakeOpenAI
 
@@ -114,6 +116,76 @@ def test_unreadable_answers_are_scored_in_both_modes_and_counted(bench, tmp_path
     assert set(result.accuracy().scoring) == {"mmad", "strict"}
 
 
+def test_a_refusal_is_the_models_answer_not_a_failed_request(bench, tmp_path):
+    """Issue #27: an evaluated model that refuses some questions (in words, or in the API's
+    ``refusal`` field) has answered them: the evaluation finishes, each refusal asked once,
+    scored wrong by strict scoring, dropped by MMAD's, and counted in ``unparsed``."""
+
+    def refuses(n: int, body: dict) -> str | None:
+        text = json.dumps(body)
+        if "Is there any defect" in text:
+            return "refusal" if n % 2 else "api_refusal"
+        return None
+
+    with FakeOpenAI(script=refuses) as server:
+        server.answer = lambda body: "B"
+        result = evaluate_models(
+            str(bench / "mmad.json"), str(bench),
+            {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
+             "scoring": "mmad", "llm": {"cache_dir": str(tmp_path / "cache")}},
+            {"api_key": "sk-test", "base_url": server.url},
+        )  # fmt: skip
+        faults = [r["fault"] for r in server.requests]
+    answers = pd.DataFrame(result.answers["openai-gpt-4o"])
+    ad = answers.question_type == "Anomaly Detection"
+    assert ad.any() and len(faults) == len(answers)  # every question asked once, none retried
+    assert {"refusal", "api_refusal"} <= set(faults)
+    # a refusal is read by MMAD's rule like any reply: no letter, so the nearest option's text
+    raw = {r["id"]: r["raw"] for r in map(json.loads, next((tmp_path / "p").glob("*.jsonl"))
+                                             .read_text().splitlines())}  # fmt: skip
+    questions, _ = load_benchmark(bench / "mmad.json", bench)
+    refusals = {"I'm sorry, but I can't help with that.", "I'm unable to assist with this request."}
+    for (_, q), got in zip(questions.iterrows(), answers.gpt_answer, strict=True):
+        if q["type"] == "Anomaly Detection":
+            assert raw[q["id"]] in refusals
+            assert got == parse_answer(raw[q["id"]], list(q["options"]))
+        else:
+            assert got == "B"
+    # scored as answers: strict AD accuracy by hand from those letters
+    hand = answers[ad].assign(ok=lambda d: d.gpt_answer == d.correct_answer,
+                              good=lambda d: d.image.str.contains("good"))  # fmt: skip
+    balanced = 100 * (hand[hand.good].ok.mean() + hand[~hand.good].ok.mean()) / 2
+    assert result.other["openai-gpt-4o"].loc["synthetic", "Anomaly Detection"] == pytest.approx(
+        balanced
+    )
+
+
+def test_a_500_part_way_stops_with_the_answers_so_far_kept_and_a_rerun_asks_the_rest(
+    bench, tmp_path
+):
+    """Issue #27: the endpoint fails for good after 20 requests; the evaluation stops naming
+    the question, and once the endpoint is back only the unanswered questions are asked."""
+    config = {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
+              "llm": {"cache_dir": str(tmp_path / "cache"), "max_retries": 0,
+                      "max_attempts": 1}}  # fmt: skip
+    creds = {"api_key": "sk-test"}
+    with FakeOpenAI(script=lambda n, body: "500" if n >= 20 else None) as server:
+        server.answer = lambda body: "B"
+        with pytest.raises(AnswerFailed, match="endpoint failed after its retries"):
+            evaluate_models(str(bench / "mmad.json"), str(bench), config,
+                            {**creds, "base_url": server.url})  # fmt: skip
+    kept = sum(len(f.read_text().splitlines()) for f in (tmp_path / "p").glob("*.jsonl"))
+    assert kept >= 16  # the whole batches answered before the failure
+    with FakeOpenAI() as server:
+        server.answer = lambda body: "B"
+        result = evaluate_models(str(bench / "mmad.json"), str(bench), config,
+                                 {**creds, "base_url": server.url})  # fmt: skip
+        asked = len(server.requests)
+    total = len(result.answers["openai-gpt-4o"])
+    assert result.speed["openai-gpt-4o"]["asked"] == total - kept
+    assert asked <= total - kept  # the cached replies of the failed batch are not paid again
+
+
 class Interrupting:
     """An answerer that dies after ``n`` batches (as a killed process would)."""
 
@@ -189,6 +261,31 @@ def test_malformed_json_is_named(bench, tmp_path):
     folder, _ = _break(bench, tmp_path, "malformed")
     with pytest.raises(ValueError, match="malformed JSON at line 1"):
         load_benchmark(folder / "mmad.json", folder)
+
+
+def test_a_duplicate_key_is_refused_with_the_key_named(bench, tmp_path):
+    """Issue #27: two entries for one image collapsed to the last without a word (8 questions
+    became 1). Written as text, since a dict cannot hold the duplicate."""
+    folder = tmp_path / "benchmark"
+    shutil.copytree(bench, folder)
+    data = json.loads((folder / "mmad.json").read_text())
+    key, entry = next(iter(data.items()))
+    text = json.dumps(data)
+    first = json.dumps({key: {**entry, "conversation": entry["conversation"][:1]}})[1:-1]
+    (folder / "mmad.json").write_text("{" + first + ", " + text[1:])
+    with pytest.raises(ValueError, match=f"the key '{re.escape(key)}' appears twice"):
+        load_benchmark(folder / "mmad.json", folder)
+
+
+def test_more_shots_than_the_benchmark_has_templates_is_refused_before_any_model(
+    bench, tmp_path
+):
+    """Issue #27: k_shot 5 with 3 templates showed 3 without a word."""
+    config = {"models": ["nonexistent-but-never-loaded"], "work_dir": str(tmp_path / "p"),
+              "prompt": {"k_shot": 5}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"k_shot is 5, but 10 of 10 entries .* fewer similar "
+                                         r"templates \(as few as 3\): lower k_shot to 3"):
+        evaluate_models(str(bench / "mmad.json"), str(bench), config)
 
 
 def test_model_specs():

@@ -195,3 +195,34 @@ def test_cost_budget_counts_the_server_usage(tmp_path):
         # each reply costs 1000 * 2.5e-6 + 100 * 1e-5 = $0.0035: the 3rd crosses $0.01
         assert len(server.requests) == 3
         assert client.budget.usage.cost_usd == pytest.approx(0.0105)
+
+
+def test_a_deadline_stops_a_slow_endpoint_with_what_is_cached(tmp_path):
+    """Issue #27: a hanging endpoint took about 94 minutes to fail with the defaults. With
+    ``deadline_s`` nothing new is sent once it has passed; the replies so far are cached, and
+    a second run asks only for the rest."""
+    import time
+
+    from emit_iad.llm_api import DeadlineExceeded
+
+    with FakeOpenAI(script=lambda n, body: "slow", slow_s=0.4) as server:
+        client = client_for(server, tmp_path, concurrency=1, timeout_s=5.0, deadline_s=1.0)
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"deadline_s=1.0 passed: (\d) of 10 requests "
+                                                    r"are done and cached.*Run the stage again"):
+            client.map([job(i) for i in range(10)])
+        assert time.monotonic() - start < 3.0  # the deadline plus one reply in flight
+        asked = len(server.requests)
+        assert 1 <= asked <= 4
+        again = client_for(server, tmp_path, concurrency=4, timeout_s=5.0)
+        assert all(isinstance(r, Reply) for r in again.map([job(i) for i in range(10)]))
+        assert len(server.requests) - asked == 10 - asked  # the cached ones are not asked again
+
+
+def test_a_401_that_echoes_the_key_never_shows_it(tmp_path, caplog):
+    """Issue #27: a proxy's 401 body with the whole key went into the error (logs, MLflow)."""
+    with FakeOpenAI(script=lambda n, body: "401_echo") as server, \
+            pytest.raises(LLMConfigError) as info:
+        client_for(server, tmp_path).map([job(0)])
+    assert KEY not in str(info.value) and "redacted" in str(info.value)
+    assert KEY not in caplog.text

@@ -1,5 +1,8 @@
 """Every bad input gets an error naming the file and the fix; `skip` lists it in the report."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from emit_iad.sources import IngestionError, SourceConfig, build_image_index
@@ -58,8 +61,46 @@ def _break_completely_empty_object(root):
     return root / "cable", "object folder is empty"
 
 
+def _break_bomb(root):  # 400 M pixels: PIL's own DecompressionBombError, once without a path
+    from PIL import Image
+
+    path = root / "bottle/train/good/003.png"
+    Image.new("1", (20000, 20000)).save(path)
+    return path, "cannot be decoded as an image (DecompressionBombError"
+
+
+def _break_oversized(root):  # 100 M pixels: over the limit, under PIL's error (only a warning)
+    from PIL import Image
+
+    path = root / "bottle/train/good/004.png"
+    Image.new("1", (10000, 10000)).save(path)
+    return path, "more than the 89,478,485 an image may have"
+
+
+def _break_not_utf8(root):  # once a crash at the parquet save
+    path = root / "bottle/train/good"
+    Path(os.fsdecode(os.fsencode(path) + b"/caf\xe9.png")).write_bytes(
+        (path / "000.png").read_bytes())
+    return path / "caf\\xe9.png", "name is not valid UTF-8"
+
+
+def _break_dangling_link(root):  # once left out of the index without a word
+    link = root / "bottle/train/good/005.png"
+    link.symlink_to(root / "nowhere.png")
+    return link, "symbolic link that leads nowhere"
+
+
+def _break_link_loop(root):
+    link = root / "bottle/test/good/006.png"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(link)
+    return link, "symbolic link that leads nowhere"
+
+
 BREAKERS = [_break_corrupt, _break_truncated, _break_missing_mask, _break_mask_size,
-            _break_empty_mask, _break_empty_object, _break_completely_empty_object]  # fmt: skip
+            _break_empty_mask, _break_empty_object, _break_completely_empty_object,
+            _break_bomb, _break_oversized, _break_not_utf8, _break_dangling_link,
+            _break_link_loop]  # fmt: skip
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=lambda f: f.__name__[7:])

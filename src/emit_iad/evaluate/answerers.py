@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,15 +36,28 @@ class ModelSpec:
 
     @classmethod
     def parse(cls, text: str, models_dir: str = "data/06_models") -> ModelSpec:
+        """The label names the model's answer files, so it is one plain file name whatever
+        the entry holds (``openai:../../x`` must not write outside the answers folder).
+
+        >>> ModelSpec.parse("openai:../../etc/passwd").label
+        'openai-etc-passwd'
+        """
         text = str(text).strip()
         if text in STAGES:
             return cls(text, "stage", str(Path(models_dir) / text))
         if text.startswith("openai:"):
-            return cls(text.replace(":", "-"), "openai", text.split(":", 1)[1])
+            return cls(_file_name(text.replace(":", "-")), "openai", text.split(":", 1)[1])
         if text.startswith(("models:/", "runs:/")):
             label = text.split("/", 1)[1].replace("/", "-").replace("@", "-")
-            return cls(label, "mlflow", text)
-        return cls(Path(text).name or text, "path", text)
+            return cls(_file_name(label), "mlflow", text)
+        return cls(_file_name(Path(text).name or text), "path", text)
+
+
+def _file_name(label: str) -> str:
+    """Letters, digits, ``.``, ``_`` and ``-`` only, no leading dot: a file name, never a path."""
+    clean = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", label))
+    clean = re.sub(r"(^|-)\.+(?=-|$)", r"\1", clean)  # no `..` parts
+    return re.sub(r"-{2,}", "-", clean).strip(".-") or "model"
 
 
 class LocalAnswerer:
@@ -101,6 +115,9 @@ class OpenAIAnswerer:
                     r, self.prompt, knowledge.get((r["dataset"], r["object"])), self.max_side
                 ),
                 partial(str),
+                # a refusal, an empty reply or one without a letter is the model's answer
+                # (scored wrong, counted in `unparsed`); only transport failures fail
+                refusal_is_reply=True,
             )
             for r in records
         ]

@@ -119,6 +119,7 @@ def evaluate_models(
     questions, problems = load_benchmark(mmad_json, image_root, settings.get("on_error", "fail"))
     if questions.empty:
         raise ValueError(f"{mmad_json}: no question left to ask")
+    _check_k_shot(questions, prompt, mmad_json)
     scoring = settings.get("scoring", "strict")
     if scoring not in SCORING_MODES:
         raise ValueError(f"evaluation.scoring: {scoring!r}; use one of {SCORING_MODES} "
@@ -151,6 +152,21 @@ def evaluate_models(
                  result.tables[spec.label].loc["Average", "Average"], len(answers),
                  speed["questions_per_s"])  # fmt: skip
     return result
+
+
+def _check_k_shot(questions: pd.DataFrame, prompt: PromptConfig, mmad_json: str) -> None:
+    """Every entry can show the ``k_shot`` templates asked for (it once showed 3 of 5 without
+    a word), before any model is loaded."""
+    column = f"{prompt.template_source}_templates"
+    counts = questions.drop_duplicates("query_key")[column].map(len)
+    short = int((counts < prompt.k_shot).sum())
+    if prompt.k_shot and short:
+        raise ValueError(
+            f"evaluation.prompt.k_shot is {prompt.k_shot}, but {short} of {len(counts)} entries "
+            f"of {mmad_json} have fewer {prompt.template_source} templates (as few as "
+            f"{int(counts.min())}): lower k_shot to {int(counts.min())}, or use a benchmark "
+            f"with more templates ({PARAMS_FILE})"
+        )
 
 
 class _Lazy:

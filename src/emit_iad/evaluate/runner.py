@@ -11,69 +11,96 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
 from emit_iad.mmad import protocol as p
-from emit_iad.mmad.format import from_mmad, read_mmad
+from emit_iad.mmad.format import entry_rows, read_mmad
 from emit_iad.mmad.parsing import parse_answer
+from emit_iad.sources.images import ImageReadError, check_readable
 
 ANSWER_FIELDS = ("image", "question", "question_type", "correct_answer", "gpt_answer")
 
 
-def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str = "fail"
-                   ) -> tuple[pd.DataFrame, list[dict]]:  # fmt: skip
+def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str = "fail",
+                   workers: int = 4) -> tuple[pd.DataFrame, list[dict]]:  # fmt: skip
     """Questions of an ``mmad.json`` and the problems found; ``on_error="skip"`` leaves bad
-    entries out (listed), ``"fail"`` raises at the first with the entry named."""
+    entries out (listed), ``"fail"`` raises at the first (in key order) with the entry named.
+    Every image is decoded once, on ``workers`` threads (PIL decodes without the GIL)."""
     if on_error not in ("fail", "skip"):
         raise ValueError("evaluation.on_error must be 'fail' or 'skip'")
     data = read_mmad(mmad_json)
     root = Path(image_root).resolve()
-    problems: list[dict] = []
-    frames = []
-    readable: dict[Path, str | None] = {}  # each image decoded once
+    rows: dict[str, list[dict]] = {}
+    errors: dict[str, Exception] = {}
     for key in sorted(data):
         try:
-            q = from_mmad({key: data[key]}, image_root)
-            for r in q.itertuples():
-                if r.type not in p.QUESTION_TYPES:
-                    raise ValueError(f"entry {key!r}: unknown question type {r.type!r}")
-                if r.answer not in p.LETTERS[: len(r.options)]:
-                    raise ValueError(f"entry {key!r}: answer {r.answer!r} is not one of the "
-                                     f"options {list(p.LETTERS[: len(r.options)])}")  # fmt: skip
-                for path in [r.query_image, *r.similar_templates, *r.random_templates]:
-                    check_image(key, Path(path), root, readable)
+            rows[key] = _checked_rows(key, data[key], image_root, root)
         except (ValueError, FileNotFoundError) as exc:
-            if on_error == "fail":
-                hint = f"(in {mmad_json}; set evaluation.on_error: skip to skip it)"
-                raise type(exc)(f"{exc} {hint}") from None
-            problems.append({"entry": key, "reason": str(exc)})
-            continue
-        frames.append(q)
-    questions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return questions, problems
+            errors[key] = exc
+    files = sorted({f for key in rows for f in _files(rows[key])})
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        unreadable = dict(zip(files, pool.map(_unreadable, files), strict=True))
+    for key in rows:
+        bad = next((f for f in _files(rows[key]) if unreadable[f]), None)
+        if bad is not None:
+            errors[key] = ValueError(f"entry {key!r}: image {bad} cannot be read "
+                                     f"({unreadable[bad]})")  # fmt: skip
+    problems = []
+    for key in sorted(errors):
+        exc = errors[key]
+        if on_error == "fail":
+            hint = f"(in {mmad_json}; set evaluation.on_error: skip to skip it)"
+            raise type(exc)(f"{exc} {hint}") from None
+        problems.append({"entry": key, "reason": str(exc)})
+    kept = [row for key in sorted(rows) if key not in errors for row in rows[key]]
+    return pd.DataFrame(kept), problems
 
 
-def check_image(key: str, path: Path, root: Path, readable: dict) -> None:
+def _checked_rows(key: str, entry: object, image_root: str | Path, root: Path) -> list[dict]:
+    rows = entry_rows(key, entry, image_root)
+    for r in rows:
+        if r["type"] not in p.QUESTION_TYPES:
+            raise ValueError(f"entry {key!r}: unknown question type {r['type']!r}")
+        if r["answer"] not in p.LETTERS[: len(r["options"])]:
+            raise ValueError(f"entry {key!r}: answer {r['answer']!r} is not one of the "
+                             f"options {list(p.LETTERS[: len(r['options'])])}")  # fmt: skip
+    if rows:
+        for path in [rows[0]["query_image"], *rows[0]["similar_templates"],
+                     *rows[0]["random_templates"]]:  # fmt: skip
+            check_image(key, Path(path), root)
+    return rows
+
+
+def _files(rows: list[dict]) -> list[Path]:
+    """The resolved image files an entry shows (its rows share them)."""
+    if not rows:
+        return []
+    r = rows[0]
+    return [Path(f).resolve() for f in [r["query_image"], *r["similar_templates"],
+                                        *r["random_templates"]]]  # fmt: skip
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        check_readable(path)
+    except ImageReadError as exc:  # unidentified, truncated, a decompression bomb
+        return exc.reason
+    return None
+
+
+def check_image(key: str, path: Path, root: Path) -> None:
     """The image lies inside the benchmark's root (nothing outside it is read, or sent to an
-    endpoint), exists, and decodes whole; else an error naming the entry."""
+    endpoint) and exists; else an error naming the entry. (Whether it decodes whole is checked
+    by :func:`load_benchmark`, once per file.)"""
     resolved = path.resolve()
     if not resolved.is_relative_to(root):
         raise ValueError(f"entry {key!r}: image {path} lies outside image_root {root}; "
                          "refused: nothing outside the benchmark's folder is read")  # fmt: skip
     if not resolved.is_file():
         raise FileNotFoundError(f"entry {key!r}: image {path} not found")
-    if resolved not in readable:
-        try:
-            with Image.open(resolved) as im:
-                im.load()
-            readable[resolved] = None
-        except (OSError, SyntaxError, ValueError) as exc:  # PIL's unidentified/truncated
-            readable[resolved] = f"{type(exc).__name__}: {exc}"
-    if readable[resolved]:
-        raise ValueError(f"entry {key!r}: image {path} cannot be read ({readable[resolved]})")
 
 
 def _read_done(path: Path) -> dict[str, dict]:

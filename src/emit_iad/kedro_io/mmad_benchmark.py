@@ -12,6 +12,7 @@ from kedro.io import AbstractDataset, DatasetError
 from PIL import Image
 
 from emit_iad.atomic import atomic_directory
+from emit_iad.sources.images import load_mask
 
 
 class MMADBenchmarkDataset(AbstractDataset[dict, dict]):
@@ -52,7 +53,7 @@ class MMADBenchmarkDataset(AbstractDataset[dict, dict]):
                 if len(sources) == 1:
                     shutil.copyfile(sources[0], target)
                 else:
-                    masks = [np.asarray(Image.open(s).convert("L")) > 0 for s in sources]
+                    masks = [load_mask(s) for s in sources]
                     Image.fromarray(np.logical_or.reduce(masks).astype(np.uint8) * 255).save(target)
             (tmp / "mmad.json").write_text(json.dumps(data["mmad"], indent=1, ensure_ascii=False))
             if data.get("domain_knowledge"):

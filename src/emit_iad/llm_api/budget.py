@@ -18,6 +18,10 @@ class BudgetExceeded(RuntimeError):
     """The stage reached ``max_requests`` or ``max_cost_usd``; everything so far is cached."""
 
 
+class DeadlineExceeded(BudgetExceeded):
+    """The stage ran past ``deadline_s``; everything so far is cached."""
+
+
 def cost_usd(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
     """Cost of one reply.
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import openai
 
-from emit_iad.llm_api.budget import DEFAULT_PRICING, Budget, BudgetExceeded
+from emit_iad.llm_api.budget import DEFAULT_PRICING, Budget, BudgetExceeded, DeadlineExceeded
 from emit_iad.llm_api.cache import ReplyCache, request_key
 from emit_iad.params import reject_unknown
 
@@ -101,12 +103,17 @@ class ClientConfig:
     json_mode: bool = True
     max_requests: int | None = None
     max_cost_usd: float | None = None
+    # seconds for all of a stage's requests: then nothing new is sent, and the stage stops with
+    # what is cached (a hanging endpoint otherwise costs attempts × retries × timeout_s each)
+    deadline_s: float | None = None
     cache_dir: str = "data/cache/llm"
     pricing: dict[str, Sequence[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_attempts < 1 or self.max_retries < 0:
             raise ValueError("llm.concurrency and llm.max_attempts must be >= 1, max_retries >= 0")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ValueError("llm.deadline_s must be > 0 (or null: no deadline)")
 
     @classmethod
     def from_params(cls, params: dict) -> ClientConfig:
@@ -133,10 +140,14 @@ class Failure:
 
 @dataclass(frozen=True)
 class Job(Generic[T]):
-    """One request: chat messages and how to turn the reply text into a value (or raise)."""
+    """One request: chat messages and how to turn the reply text into a value (or raise).
+
+    ``refusal_is_reply``: whether the model's refusal is its reply (an evaluated model's
+    answer: MMAD scores it wrong) rather than a failed request to ask again (a description)."""
 
     messages: list[dict]
     parse: Callable[[str], T]
+    refusal_is_reply: bool = False
 
 
 class ChatClient:
@@ -181,6 +192,13 @@ class ChatClient:
                     ) from None
             return self._client
 
+    def redact(self, error: object) -> str:
+        """An endpoint's error text without the API key (a proxy may echo it back in a 401's
+        body), as it then goes to logs, reports and MLflow."""
+        text = str(error)
+        key = self._client_args.get("api_key") or os.environ.get("OPENAI_API_KEY") or ""
+        return text.replace(key, f"{key[:3]}…(redacted)") if len(key) >= 8 else text
+
     def payload(self, messages: list[dict]) -> dict[str, Any]:
         c = self.config
         payload = {
@@ -215,7 +233,7 @@ class ChatClient:
                 self.budget.count("retries")
             self.budget.reserve()
             try:
-                content = self._create(payload)
+                content = self._create(payload, job.refusal_is_reply)
                 value = job.parse(content)
             except InvalidReply as exc:
                 last = exc
@@ -226,17 +244,17 @@ class ChatClient:
         assert last is not None
         raise last
 
-    def _create(self, payload: dict) -> str:
+    def _create(self, payload: dict, refusal_is_reply: bool = False) -> str:
         try:
             response = self._openai().chat.completions.create(**payload)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise LLMConfigError(
-                f"the endpoint refused the API key ({exc}); {CREDENTIALS_HINT}"
+                f"the endpoint refused the API key ({self.redact(exc)}); {CREDENTIALS_HINT}"
             ) from None
         except openai.NotFoundError as exc:
             raise LLMConfigError(
-                f"model {payload['model']!r} or endpoint not found ({exc}); check `llm.model` "
-                "and `llm.base_url` in the stage's parameters"
+                f"model {payload['model']!r} or endpoint not found ({self.redact(exc)}); check "
+                "`llm.model` and `llm.base_url` in the stage's parameters"
             ) from None
         except (openai.APIResponseValidationError, json.JSONDecodeError) as exc:
             raise InvalidReply(f"malformed response body: {exc}") from None
@@ -248,8 +266,11 @@ class ChatClient:
         if not response.choices:
             raise InvalidReply("reply has no choices")
         message = response.choices[0].message
-        if is_refusal(message.content, getattr(message, "refusal", None)):
-            raise InvalidReply(f"refusal: {(message.refusal or message.content or '')[:80]!r}")
+        refusal = getattr(message, "refusal", None)
+        if refusal_is_reply:  # the reply as the model gave it, refusal or empty included
+            return message.content or refusal or ""
+        if is_refusal(message.content, refusal):
+            raise InvalidReply(f"refusal: {(refusal or message.content or '')[:80]!r}")
         return message.content or ""
 
     def map(
@@ -264,15 +285,21 @@ class ChatClient:
         results: list[Reply[T] | Failure | None] = [None] * len(jobs)
         stop = threading.Event()
         errors: list[BaseException] = []
+        deadline = (time.monotonic() + self.config.deadline_s
+                    if self.config.deadline_s is not None else None)  # fmt: skip
 
         def run(i: int, job: Job[T]) -> None:
             if stop.is_set():
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                stop.set()
+                errors.append(DeadlineExceeded(f"llm.deadline_s={self.config.deadline_s} passed"))
                 return
             try:
                 results[i] = self.complete(job)
             except (InvalidReply, openai.APIError) as exc:
                 key = request_key(self.payload(job.messages))
-                results[i] = Failure(key, f"{type(exc).__name__}: {exc}")
+                results[i] = Failure(key, f"{type(exc).__name__}: {self.redact(exc)}")
             except (BudgetExceeded, LLMConfigError) as exc:
                 stop.set()
                 errors.append(exc)
@@ -285,6 +312,14 @@ class ChatClient:
         fatal = next((e for e in errors if isinstance(e, LLMConfigError)), None)
         if fatal is not None:
             raise fatal
+        if errors and isinstance(errors[0], DeadlineExceeded):
+            finished = sum(r is not None for r in results)
+            raise DeadlineExceeded(
+                f"{errors[0]}: {finished} of {len(jobs)} requests are done and cached, "
+                f"{len(jobs) - finished} not sent. Run the stage again to go on from the cache "
+                "(raise `deadline_s` in the stage's `llm` parameters, or check the endpoint "
+                "if it is slow)."
+            )
         if errors:
             finished = sum(r is not None for r in results)
             raise BudgetExceeded(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from emit_iad.sources.images import load_rgb
+
 
 def image_data_url(path: str | Path, max_side: int = 512, mode: str = "RGB") -> str:
     """``data:image/png;base64,...`` of the image, longest side at most ``max_side`` pixels.
@@ -15,13 +17,13 @@ def image_data_url(path: str | Path, max_side: int = 512, mode: str = "RGB") -> 
     The bytes depend only on the file and ``max_side``, so the request (and its cache key)
     is the same on every run.
     """
-    with Image.open(path) as im:
-        im = im.convert(mode)
-        scale = max_side / max(im.size)
-        if scale < 1:
-            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BICUBIC)
-        buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=False)
+    im = load_rgb(path)
+    im = im if mode == "RGB" else im.convert(mode)
+    scale = max_side / max(im.size)
+    if scale < 1:
+        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BICUBIC)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

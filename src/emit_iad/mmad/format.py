@@ -90,10 +90,31 @@ def benchmark_id(mmad_json: str | Path) -> str:
     return f"{path.parent.name}-{digest}"
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique (``json`` silently keeps the last of duplicates)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def read_mmad(path: str | Path) -> dict:
+    """An ``mmad.json``, refused with the key named when a key appears twice (an entry's
+    questions would otherwise be replaced by the last entry's, without a word)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise MMADFormatError(
+            f"{path}: the key {exc.args[0]!r} appears twice in one object (JSON keeps only the "
+            "last, so the first one's content would be lost); merge the two into one"
+        ) from None
     except FileNotFoundError:
         raise MMADFormatError(f"{path}: not found; set evaluation.mmad_json") from None
     except json.JSONDecodeError as exc:
@@ -108,39 +129,44 @@ def from_mmad(data: dict, image_root: str | Path = "") -> pd.DataFrame:
 
     Raises :class:`MMADFormatError` naming the entry for anything malformed.
     """
+    return pd.DataFrame([row for key in sorted(data)
+                         for row in entry_rows(key, data[key], image_root)])  # fmt: skip
+
+
+def entry_rows(key: str, entry: object, image_root: str | Path = "") -> list[dict]:
+    """The question rows of one entry of an ``mmad.json``; raises :class:`MMADFormatError`."""
     root = Path(image_root)
+    conv = entry.get("conversation") if isinstance(entry, dict) else None
+    if not isinstance(conv, list):
+        raise MMADFormatError(f"entry {key!r}: no `conversation` list")
+    parts = key.split("/")
+    dataset, obj = (parts[0], parts[1]) if len(parts) > 2 else ("", "")
+    seen: dict[str, int] = {}
+    mask = entry.get("mask_path") or None
+    similar = [str(root / t) for t in entry.get("similar_templates") or []]
+    random = [str(root / t) for t in entry.get("random_templates") or []]
     rows = []
-    for key in sorted(data):
-        entry = data[key]
-        conv = entry.get("conversation") if isinstance(entry, dict) else None
-        if not isinstance(conv, list):
-            raise MMADFormatError(f"entry {key!r}: no `conversation` list")
-        parts = key.split("/")
-        dataset, obj = (parts[0], parts[1]) if len(parts) > 2 else ("", "")
-        seen: dict[str, int] = {}
-        for i, q in enumerate(conv):
-            try:
-                options = q["Options"]
-                letters = sorted(options)
-                qtype, answer, question = q["type"], q["Answer"], q["Question"]
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise MMADFormatError(f"entry {key!r}, question {i}: missing {exc}") from None
-            if letters != list(p.LETTERS[: len(letters)]):
-                raise MMADFormatError(
-                    f"entry {key!r}, question {i}: options {letters} are not A, B, ... (max 5)"
-                )
-            n = seen.get(qtype, 0)
-            seen[qtype] = n + 1
-            mask = entry.get("mask_path") or None
-            rows.append({
-                "id": f"{key}::{qtype}" + (f"#{n}" if n else ""),
-                "split": "test", "dataset": dataset, "object": obj,
-                "defect": None, "region": None,
-                "query_image": str(root / key), "query_key": key, "query_text": None,
-                "mask_path": str(root / dataset / obj / mask) if mask else None,
-                "similar_templates": [str(root / t) for t in entry.get("similar_templates") or []],
-                "random_templates": [str(root / t) for t in entry.get("random_templates") or []],
-                "question": question, "options": [options[x] for x in letters],
-                "answer": answer, "type": qtype,
-            })  # fmt: skip
-    return pd.DataFrame(rows)
+    for i, q in enumerate(conv):
+        try:
+            options = q["Options"]
+            letters = sorted(options)
+            qtype, answer, question = q["type"], q["Answer"], q["Question"]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise MMADFormatError(f"entry {key!r}, question {i}: missing {exc}") from None
+        if letters != list(p.LETTERS[: len(letters)]):
+            raise MMADFormatError(
+                f"entry {key!r}, question {i}: options {letters} are not A, B, ... (max 5)"
+            )
+        n = seen.get(qtype, 0)
+        seen[qtype] = n + 1
+        rows.append({
+            "id": f"{key}::{qtype}" + (f"#{n}" if n else ""),
+            "split": "test", "dataset": dataset, "object": obj,
+            "defect": None, "region": None,
+            "query_image": str(root / key), "query_key": key, "query_text": None,
+            "mask_path": str(root / dataset / obj / mask) if mask else None,
+            "similar_templates": list(similar), "random_templates": list(random),
+            "question": question, "options": [options[x] for x in letters],
+            "answer": answer, "type": qtype,
+        })  # fmt: skip
+    return rows

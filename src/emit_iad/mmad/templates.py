@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from emit_iad.sources.images import load_rgb
+
 Embedder = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -21,8 +23,7 @@ def thumbnail_embeddings(paths: Sequence[str], side: int = 16) -> np.ndarray:
     """(N, side*side*3) unit vectors; mean-centred per image so overall brightness matters less."""
     vecs = np.zeros((len(paths), side * side * 3), dtype=np.float32)
     for i, path in enumerate(paths):
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB").resize((side, side), Image.BILINEAR), np.float32)
+        arr = np.asarray(load_rgb(path).resize((side, side), Image.BILINEAR), np.float32)
         v = arr.ravel() - arr.mean()
         vecs[i] = v / (np.linalg.norm(v) + 1e-8)
     return vecs

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
-from emit_iad.sources.images import array_digest
+from emit_iad.sources.images import ImageReadError, array_digest, load_mask, load_rgb
 from emit_iad.sources.layouts import LAYOUT_OPTIONS, LAYOUTS, Candidate, normalise_layout
 from emit_iad.sources.regions import bounding_box, defect_area, defect_region
 
@@ -30,7 +30,7 @@ INDEX_COLUMNS = [
 ]  # fmt: skip
 REPORT_COLUMNS = ["dataset", "path", "reason", "fix"]
 ON_ERROR = ("fail", "skip")
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,12 @@ class SourceConfig:
 
 
 def _decode(path: Path, mode: str) -> np.ndarray:
+    """An image as RGB (``mode`` "RGB") or a mask as booleans ("L"), by the one loader."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert(mode))
-    except _DECODE_ERRORS as exc:
+        return np.asarray(load_rgb(path)) if mode == "RGB" else load_mask(path)
+    except ImageReadError as exc:
         raise IngestionError(
-            path,
-            f"cannot be decoded as an image ({type(exc).__name__}: {exc})",
-            f"replace the file with an intact copy, delete it, {skip_hint()}",
+            path, exc.reason, f"replace the file with an intact copy, delete it, {skip_hint()}"
         ) from None
 
 

@@ -28,6 +28,7 @@ Listing only looks at file names; :mod:`emit_iad.sources.index` opens the files.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,41 @@ class Candidate:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return _scan(folder)[0]
+
+
+def printable(path: Path) -> str:
+    """The path with any byte that is not UTF-8 written as ``\\xNN`` (a name as the file
+    system gave it cannot be written to a parquet or CSV report)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _name_problem(path: Path) -> IngestionError | None:
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return IngestionError(printable(path), "name is not valid UTF-8",
+                              f"rename it in UTF-8, {skip_hint()}")  # fmt: skip
+    return None
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[IngestionError]]:
+    """The image files of a folder, in name order, and the problems of the entries that look
+    like images but cannot be read: a name that is not UTF-8, a dangling or looping link."""
+    images, problems = [], []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        bad = _name_problem(p)
+        if bad is None and p.is_symlink() and not p.exists():  # exists() is False for both
+            bad = IngestionError(
+                p, "is a symbolic link that leads nowhere (dangling, or a loop of links)",
+                f"fix or delete the link, {skip_hint()}")
+        if bad is not None:
+            problems.append(bad)
+        elif p.is_file():
+            images.append(p)
+    return images, problems
 
 
 def _object_dirs(root: Path, objects: list[str] | None, splits: tuple[str, ...]) -> list[Path]:
@@ -118,11 +153,19 @@ def _walk(
             yield IngestionError(empty, "object folder is empty",
                                  f"add its images, remove the folder, {skip_hint()}")  # fmt: skip
     for obj_dir in object_dirs:
+        if (bad := _name_problem(obj_dir)) is not None:
+            yield bad
+            continue
         count = 0
         for split in splits:
             for label_dir in _label_dirs(obj_dir, split):
+                if (bad := _name_problem(label_dir)) is not None:
+                    yield bad
+                    continue
                 label = label_dir.name
-                for image in _images(label_dir):
+                images, problems = _scan(label_dir)
+                yield from problems
+                for image in images:
                     count += 1
                     masks, expected = ((), None)
                     if label != "good":

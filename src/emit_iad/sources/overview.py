@@ -8,16 +8,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from PIL import Image
+
+from emit_iad.sources.images import load_mask, load_rgb
 
 
 def _load(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    return np.asarray(load_rgb(path))
 
 
 def _mask(paths: str) -> np.ndarray:
-    masks = [np.asarray(Image.open(p).convert("L")) > 0 for p in paths.split(";")]
+    masks = [load_mask(p) for p in paths.split(";")]
     return np.logical_or.reduce(masks)
 
 

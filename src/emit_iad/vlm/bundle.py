@@ -270,6 +270,10 @@ class VLM:
             base_vlm = load_pretrained(base, dtype=dtype, device=device, with_fewshot=False)
             model = base_vlm.model
             if (folder / "adapter_config.json").is_file():
+                if not (folder / "adapter_model.safetensors").is_file():  # never a pickle
+                    raise ModelLoadError(f"{folder}: the adapter is not in "
+                                         "adapter_model.safetensors; emit-iad loads "
+                                         "safetensors only (a pickle can run code)")  # fmt: skip
                 model = PeftModel.from_pretrained(model, folder, is_trainable=False)
             if (folder / TRAINED_FILE).is_file():
                 tensors = load_file(str(folder / TRAINED_FILE))
@@ -279,7 +283,7 @@ class VLM:
                         f"{folder / TRAINED_FILE}: tensors {result.unexpected_keys[:3]} are not "
                         f"in the base {base!r}; was it trained from another model?"
                     )
-            processor = AutoProcessor.from_pretrained(folder)
+            processor = AutoProcessor.from_pretrained(folder, trust_remote_code=False)
         else:
             loaded = load_pretrained(str(folder), dtype=dtype, device=device, with_fewshot=False)
             model, processor = loaded.model, loaded.processor

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from emit_iad.mmad.protocol import ANOMALY_DETECTION, DEFECT_TYPES, LETTERS, TEXT_QUERY_PREFIX
+from emit_iad.sources.images import load_rgb
 from emit_iad.vlm.vision import HEATMAP_IMAGES, heatmap_pixels
 
 INSTRUCTION = (
@@ -200,8 +201,7 @@ def load_image(path: str) -> Image.Image:
 
 @lru_cache(maxsize=256)
 def _load_image(path: str, size: int, mtime_ns: int) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return load_rgb(path)
 
 
 @dataclass

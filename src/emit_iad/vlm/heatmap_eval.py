@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from emit_iad.sources.images import load_mask
 from emit_iad.vlm.bundle import VLM, vision_tower
 from emit_iad.vlm.chat import load_image
 from emit_iad.vlm.fewshot import FewShotConfig, fewshot_heatmap
@@ -23,7 +24,7 @@ from emit_iad.vlm.vision import heatmap_pixels
 def _mask(paths, size: int) -> np.ndarray:
     if not isinstance(paths, str) or not paths:
         return np.zeros((size, size), bool)
-    masks = [np.asarray(Image.open(p).convert("L").resize((size, size), Image.NEAREST)) > 0
+    masks = [np.asarray(Image.fromarray(load_mask(p)).resize((size, size), Image.NEAREST))
              for p in paths.split(";")]  # fmt: skip
     return np.logical_or.reduce(masks)
 

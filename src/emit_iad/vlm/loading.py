@@ -55,12 +55,16 @@ def load_pretrained(
     """
     local = Path(name_or_path).is_dir()
     device = resolve_device(device)
+    if local:
+        refuse_pickles(Path(name_or_path))
     try:
-        processor = AutoProcessor.from_pretrained(name_or_path)
+        # a model folder never runs code: no `auto_map` classes, weights from safetensors only
+        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=False)
         # weights go straight to their device, shard by shard (no full copy in host memory)
         with whole_load():
             model = AutoModelForImageTextToText.from_pretrained(
-                name_or_path, dtype=_dtype(dtype), device_map=device
+                name_or_path, dtype=_dtype(dtype), device_map=device, use_safetensors=True,
+                trust_remote_code=False,
             )
     except OSError as exc:
         where = "the folder" if local else "the Hugging Face hub"
@@ -72,6 +76,23 @@ def load_pretrained(
             "local folder."
         ) from None
     return from_model(model, processor, name_or_path, with_fewshot, fewshot_config)
+
+
+PICKLES = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
+
+
+def refuse_pickles(folder: Path) -> None:
+    """A folder whose weights are pickles (``pytorch_model.bin``: loading one can run any code
+    it holds) and not safetensors is refused, naming the files."""
+    if any(folder.glob("model*.safetensors")):  # (fewshot.safetensors is not the model's)
+        return
+    pickles = sorted(p.name for pattern in PICKLES for p in folder.glob(pattern))
+    if pickles:
+        raise ModelLoadError(
+            f"{folder}: weights only as pickles ({', '.join(pickles[:3])}), which can run code "
+            "when loaded; emit-iad loads safetensors only. Convert them once on a machine you "
+            "trust (load the model, then save_pretrained(folder, safe_serialization=True))"
+        )
 
 
 @contextlib.contextmanager
