@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import yaml
-from kedro.config import OmegaConfigLoader
 
 from emit_iad.atomic import atomic_file
 from emit_iad.config_args import CONFIG_LOADER_ARGS
+from emit_iad.config_loader import ProjectConfigLoader
 
 # the parameter blocks each stage reads (a dotted name: one key of a block)
 GUARD = ("evaluation.mmad_json", "evaluation.image_root", "qa.exclude_benchmarks")
@@ -37,7 +37,7 @@ HEADER = ("# Written by `dvc repro` (stage params) from the Kedro environment {e
 
 
 def resolve(conf: str | Path = "conf", env: str | None = None) -> dict:
-    loader = OmegaConfigLoader(str(conf), env=env or "local", **CONFIG_LOADER_ARGS)
+    loader = ProjectConfigLoader(str(conf), env=env or "local", **CONFIG_LOADER_ARGS)
     return loader["parameters"]
 
 
@@ -64,9 +64,23 @@ def write(folder: str | Path, params: dict, env: str) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    """Every section is checked in full first (typed configs and rules), so a typo in the last
+    stage's parameters stops `dvc repro` here, not after the stages before it have run."""
+    from emit_iad.params import ParamError
+    from emit_iad.stage_params import locator, validate
+
     folder = argv[0] if argv else "conf/resolved"
     env = os.environ.get("KEDRO_ENV") or "local"
-    changed = write(folder, resolve("conf", env), env)
+    if env != "local" and not Path("conf", env).is_dir():
+        envs = sorted(p.name for p in Path("conf").iterdir()
+                      if p.is_dir() and p.name not in ("base", "resolved"))
+        sys.exit(f"KEDRO_ENV={env}: there is no conf/{env}; the environments are {envs}")
+    params = resolve("conf", env)
+    try:
+        validate(params, locator("conf", env, None))
+    except ParamError as exc:
+        sys.exit(str(exc))
+    changed = write(folder, params, env)
     print(f"parameters of environment {env!r}: changed for {changed or 'no stage'}")
 
 

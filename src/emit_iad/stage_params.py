@@ -148,12 +148,18 @@ def locator(
     return where
 
 
-def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None = None) -> None:
-    """Check every section with its stage's config; one error listing every problem, each with
-    the file that set it (``where``)."""
+def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None = None,
+             read: set[str] | None = None) -> None:
+    """Check every section: the ranges and consistency rules of :mod:`emit_iad.param_rules`
+    for all of them, and each section in ``read`` (default: all) with its stage's typed
+    config. One error lists every problem, each with the file that set it (``where``)."""
+    from emit_iad.param_rules import problems as rule_problems
+
     configs, problems = stage_configs(), []
     for section, values in sections.items():
         if section not in configs or not isinstance(values, dict):
+            continue
+        if read is not None and section not in read:
             continue
         try:
             configs[section](values)
@@ -164,5 +170,11 @@ def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None 
                             else f"{section}: {exc}")  # fmt: skip
         except (ValueError, TypeError) as exc:
             problems.append(f"{section}: {exc}")
+    for dotted, problem in rule_problems(sections):
+        section, _, rest = dotted.partition(".")
+        source = where(section, rest.split(".")[0]) if where and rest else None
+        line = f"{dotted}: {problem}" + (f" (set in {source})" if source else "")
+        if not any(p.startswith(f"{dotted}:") for p in problems):  # the typed check said it
+            problems.append(line)
     if problems:
         raise ParamError("invalid parameters, nothing was run:\n  " + "\n  ".join(problems))

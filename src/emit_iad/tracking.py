@@ -35,6 +35,41 @@ def sqlite_path(tracking_uri: str, project_root: Path) -> Path | None:
     return path if path.is_absolute() else project_root / path
 
 
+class StoreError(RuntimeError):
+    """The project's MLflow database cannot be used: names the file and the fix."""
+
+
+def check_store(db_path: Path, wait_s: float = 10.0) -> None:
+    """The SQLite store exists-or-not, is a database, and can be written within ``wait_s``
+    (MLflow itself said only ``file is not a database`` or ``database is locked``, no file)."""
+    if not db_path.is_file():
+        return  # MLflow creates it
+    with db_path.open("rb") as fh:
+        head = fh.read(16)
+    if head and head != b"SQLite format 3\x00":
+        raise StoreError(
+            f"{db_path} is not an SQLite database (damaged, or another file under its name): "
+            f"move it aside (mv {db_path} {db_path}.broken) and run again for a new store, or "
+            "put back a copy from a backup; `mlflow_tracking_uri` in conf/base/mlflow.yml "
+            "names the file"
+        )
+    try:
+        with sqlite3.connect(db_path, timeout=wait_s) as db:
+            db.execute("pragma schema_version").fetchone()
+            db.execute("begin immediate")  # a write lock, released at once
+            db.rollback()
+    except sqlite3.OperationalError as exc:
+        held = "locked" in str(exc)
+        raise StoreError(
+            f"{db_path}: {exc}" + (f" for {wait_s:.0f} s: another process holds a write "
+            "lock on it (another run, a stuck `mlflow` process); wait for it or stop it, then "
+            "run again" if held else ": check the file's permissions and the disk")
+        ) from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{db_path} is damaged ({exc}): move it aside (mv {db_path} "
+                         f"{db_path}.broken) and run again, or restore a backup") from None
+
+
 def relocate_artifacts(db_path: Path, project_root: Path) -> list[str]:
     """If the project's own ``mlflow.db`` was copied from another folder (a copied clone), point
     every artifact path that lies in that folder's ``mlruns/`` at this project's ``mlruns/``,

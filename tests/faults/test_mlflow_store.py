@@ -77,3 +77,34 @@ def test_a_copied_clone_writes_its_artifacts_into_its_own_mlruns(project, tmp_pa
     assert all(local(r.info.artifact_uri).startswith(f"{copy}/mlruns/") for r in runs)
     assert sorted(p for p in (project / "mlruns").rglob("*") if p.is_file()) == original
     assert client.list_artifacts(runs[0].info.run_id)  # the old run's artifacts, found in the copy
+
+
+def test_a_damaged_store_is_named_with_the_fix(tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database at all, but a text file" * 10)
+    with pytest.raises(tracking.StoreError, match=r"mlflow\.db is not an SQLite database.*mv "):
+        tracking.check_store(db)
+
+
+def test_a_locked_store_is_named_after_a_short_wait(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    holder = sqlite3.connect(db)
+    holder.execute("create table t (x)")
+    holder.commit()
+    holder.execute("begin exclusive")  # another process writing, as a stuck run would
+    try:
+        with pytest.raises(tracking.StoreError, match=r"locked for 1 s: another process holds"):
+            tracking.check_store(db, wait_s=1.0)
+    finally:
+        holder.rollback()
+        holder.close()
+    tracking.check_store(db, wait_s=1.0)  # free again
+
+
+def test_a_run_on_a_damaged_store_stops_before_any_node_naming_the_file(project):
+    (project / "mlflow.db").write_bytes(b"garbage" * 100)
+    with pytest.raises(tracking.StoreError, match=str(project / "mlflow.db")):
+        run_pipeline(project, "ingestion")
+    assert not (project / "data/02_intermediate/image_index.parquet").exists()
