@@ -30,7 +30,7 @@ from emit_iad.mmad.scoring import score_answers
 from emit_iad.params import reject_unknown
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.train.harness import history_metrics
-from emit_iad.train.world import die_with_parent
+from emit_iad.train.world import in_workers
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
 
@@ -229,27 +229,15 @@ def _train_in_workers(jobs: list[_Job], sft: VLM, train, val, questions, evaluat
                       workers: int) -> None:  # fmt: skip
     """The jobs in ``workers`` spawned processes; each keeps its result as it finishes, so a
     failure loses only the runs still in flight."""
-    import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with tempfile.TemporaryDirectory() as tmp:
         sft.save(Path(tmp) / "sft")
-        context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
-        # the workers end with this process: a killed ablation leaves no trainer behind
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent,
-                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
-            futures = [pool.submit(_worker, str(Path(tmp) / "sft"), job, train, val, questions,
-                                   evaluation, threads) for job in jobs]  # fmt: skip
-            try:
-                for n, future in enumerate(as_completed(futures), 1):
-                    log.info("ablation: %s done (%d of %d)", future.result(), n, len(jobs))
-            except BaseException:  # Ctrl-C, or a run failed: stop the others now, not after
-                pool.shutdown(wait=False, cancel_futures=True)  # their jobs (minutes each)
-                for process in list((pool._processes or {}).values()):  # no public handle
-                    process.terminate()
-                raise
+        calls = [(str(Path(tmp) / "sft"), job, train, val, questions, evaluation, threads)
+                 for job in jobs]  # fmt: skip
+        for n, done in enumerate(in_workers(_worker, calls, workers), 1):
+            log.info("ablation: %s done (%d of %d)", done, n, len(jobs))
 
 
 def _log_history(history: pd.DataFrame) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,30 @@ def die_with_parent(parent: int, every_s: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def in_workers(fn: Callable, calls: list[tuple], workers: int) -> Iterator:
+    """``fn(*call)`` for every call in ``workers`` spawned processes (no forked torch or MLflow
+    state), the results as they finish. The workers end with this process
+    (:func:`die_with_parent`); a Ctrl-C here or a failed call stops the others at once, not
+    after their calls (minutes each)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:  # fmt: skip
+        futures = [pool.submit(fn, *call) for call in calls]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            # (shutdown forgets the processes: take them first; the pool has no public handle)
+            processes = list((pool._processes or {}).values())
+            for process in processes:
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 @dataclass
