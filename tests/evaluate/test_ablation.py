@@ -71,6 +71,22 @@ def test_parameters_are_checked():
         AblationConfig.from_params({"seed": 0})
 
 
+
+def test_any_loss_and_estimator_can_be_a_row():
+    """Issue #26: a user comparing EMIT with Dr. GRPO or GSPO adds a row."""
+    rows = {"SFT + Dr. GRPO": {"loss": "dr_grpo", "advantages": "group_mean",
+                               "difficulty_aware": False},
+            "SFT + GSPO": {"loss": "gspo", "eps_low": 3e-4, "eps_high": 4e-4}}  # fmt: skip
+    config = AblationConfig.from_params({"rows": rows,
+                                         "variants": ["SFT + GRPO", *rows]})  # fmt: skip
+    assert config.all_rows()["SFT + GSPO"]["loss"] == "gspo"
+    assert list(config.variants) == ["SFT + GRPO", "SFT + Dr. GRPO", "SFT + GSPO"]
+    with pytest.raises(ValueError, match=r"grpo\.loss must be one of"):
+        AblationConfig.from_params({"rows": {"SFT + PPO": {"loss": "ppo"}}})
+    with pytest.raises(ValueError, match=r"define it under ablation\.rows"):
+        AblationConfig.from_params({"variants": ["SFT + GSPO"]})
+
+
 @pytest.fixture(scope="module")
 def ablation_inputs(sets):
     _, _, qa = sets

@@ -53,6 +53,9 @@ class AblationConfig:
     seeds: tuple[int, ...] = (0, 1)
     variants: tuple[str, ...] = tuple(VARIANTS)
     grpo: dict = field(default_factory=dict)  # overrides of `grpo` for every ablation run
+    # more rows: label -> overrides of `grpo`, e.g. {"SFT + Dr. GRPO": {loss: dr_grpo,
+    # advantages: group_mean, difficulty_aware: false}}; list the label in `variants` to run it
+    rows: dict = field(default_factory=dict)
     # runs trained at once, each in its own process with cores / workers threads: a tiny model
     # keeps two cores busier as two one-thread processes than as one two-thread process
     workers: int = 1
@@ -62,14 +65,25 @@ class AblationConfig:
         reject_unknown(cls, params, f"{PARAMS_FILE} (`ablation`)")
         d = {k: tuple(v) if k in ("seeds", "variants") else v for k, v in params.items()}
         config = cls(**d)
-        if unknown := set(config.variants) - set(VARIANTS):
+        if unknown := set(config.variants) - set(config.all_rows()):
             raise ValueError(
-                f"ablation.variants: unknown {sorted(unknown)}; choose from {list(VARIANTS)} "
-                f"({PARAMS_FILE})"
+                f"ablation.variants: unknown {sorted(unknown)}; choose from "
+                f"{list(config.all_rows())} or define it under ablation.rows ({PARAMS_FILE})"
             )
+        from emit_iad.train.grpo.loop import GRPOConfig
+
+        for label, overrides in config.rows.items():  # each row a valid grpo section
+            if not isinstance(overrides, dict):
+                raise ValueError(f"ablation.rows.{label}: a mapping of grpo settings "
+                                 f"({PARAMS_FILE})")  # fmt: skip
+            GRPOConfig.from_params({**config.grpo, **overrides})
         if not config.seeds:
             raise ValueError(f"ablation.seeds is empty ({PARAMS_FILE})")
         return config
+
+    def all_rows(self) -> dict[str, dict]:
+        """EMIT's four rows and the configured ones: label -> overrides of ``grpo``."""
+        return {**VARIANTS, **self.rows}
 
 
 def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict,
@@ -149,7 +163,7 @@ def run_ablation(
     jobs = []
     for variant in config.variants:
         for seed in config.seeds:
-            params = {**grpo_params, **config.grpo, **VARIANTS[variant], "seed": seed}
+            params = {**grpo_params, **config.grpo, **config.all_rows()[variant], "seed": seed}
             GRPOConfig.from_params(params)  # a bad setting fails before any training
             slug = f"{variant.replace(' ', '').replace('+', '_').lower()}-seed{seed}"
             key = _result_key(model, params, evaluation, questions, train)

@@ -14,7 +14,13 @@ from emit_iad.train.grpo.advantages import (
     group_advantages_reference,
 )
 from emit_iad.train.grpo.loop import GRPOConfig, total_steps
-from emit_iad.train.grpo.loss import grpo_loss, k3_kl
+from emit_iad.train.grpo.loss import (
+    LossBatch,
+    LossSettings,
+    UpdateSize,
+    k3_kl,
+    policy_loss,
+)
 from emit_iad.train.grpo.resampling import FillStats
 from emit_iad.train.grpo.rewards import (
     REWARDS,
@@ -137,6 +143,18 @@ def test_reweighting_by_hand():
         weighted[1], plain[1] * 1.125
     )
     assert torch.equal(weighted[2], torch.zeros(8))
+
+
+def grpo_loss(logp, old, adv, mask, ref_logp=None, beta=0.0, eps_low=0.2, eps_high=None,
+              aggregation="sequence", normalizer=None):  # fmt: skip
+    """The two losses these tests were written for: ``grpo`` (mean per sequence) and ``dapo``
+    (sum of tokens); ``normalizer``: the update's sequences or tokens."""
+    name = "grpo" if aggregation == "sequence" else "dapo"
+    size = None
+    if normalizer is not None:
+        size = UpdateSize(sequences=normalizer, tokens=normalizer)
+    return policy_loss(name, LossBatch(logp, old, adv, mask, ref_logp),
+                       LossSettings(beta, eps_low, eps_high), size)  # fmt: skip
 
 
 def test_loss_at_ratio_one_is_minus_the_mean_advantage():

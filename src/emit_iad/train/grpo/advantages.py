@@ -1,6 +1,15 @@
-"""Group-relative advantages and EMIT's difficulty-aware reweighting."""
+"""Advantage estimators by name (verl's manner) and EMIT's difficulty-aware reweighting, which
+composes with any of them.
+
+- ``group`` (GRPO, EMIT): (r − group mean) / (group std + ε);
+- ``group_mean`` (Dr. GRPO): r − group mean, no division by the std (which favours groups
+  whose rewards barely differ);
+- ``batch`` (TRL's ``scale_rewards: batch``): (r − group mean) / (std of the whole batch + ε).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -18,6 +27,26 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     return (rewards - mean) / (std + eps)  # [n, G]
 
 
+def group_mean_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Dr. GRPO: Â = r − mean_group.
+
+    >>> group_mean_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0]]))
+    tensor([[ 0.5000, -0.5000, -0.5000,  0.5000]])
+    """
+    return rewards - rewards.mean(dim=1, keepdim=True)
+
+
+def batch_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Â = (r − mean_group) / (std of all the batch's rewards + eps), unbiased std."""
+    std = rewards.std() if rewards.numel() > 1 else torch.zeros(())
+    return (rewards - rewards.mean(dim=1, keepdim=True)) / (std + eps)
+
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {
+    "group": group_advantages, "group_mean": group_mean_advantages, "batch": batch_advantages,
+}  # fmt: skip
+
+
 def difficulty_weights(correct: torch.Tensor) -> torch.Tensor:
     """EMIT: w = 1 + (#incorrect)/G for groups with at least one correct response, else 1.
 
@@ -32,10 +61,15 @@ def difficulty_weights(correct: torch.Tensor) -> torch.Tensor:
 
 
 def emit_advantages(
-    rewards: torch.Tensor, correct: torch.Tensor, reweight: bool, eps: float = 1e-4
+    rewards: torch.Tensor, correct: torch.Tensor, reweight: bool, eps: float = 1e-4,
+    estimator: str = "group",
 ) -> torch.Tensor:
-    """Advantages (n_groups, G), multiplied by the difficulty weight when ``reweight``."""
-    adv = group_advantages(rewards, eps)
+    """Advantages (n_groups, G) by ``estimator``, multiplied by EMIT's difficulty weight when
+    ``reweight``."""
+    if estimator not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"grpo.advantages must be one of {sorted(ADVANTAGE_ESTIMATORS)}, "
+                         f"not {estimator!r}")  # fmt: skip
+    adv = ADVANTAGE_ESTIMATORS[estimator](rewards, eps)
     if reweight:
         adv = adv * difficulty_weights(correct)[:, None]
     return adv

@@ -24,8 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from emit_iad.mmad import protocol as p
-from emit_iad.params import reject_unknown
+from emit_iad.params import ParamError, reject_unknown
 from emit_iad.train.checkpoints import Checkpointer, run_key
+from emit_iad.train.grpo.advantages import ADVANTAGE_ESTIMATORS
+from emit_iad.train.grpo.loss import loss_named
 from emit_iad.train.grpo.plan import plan_launch
 from emit_iad.train.grpo.resampling import VARIANTS, FillStats, Resampler
 from emit_iad.train.grpo.rewards import answer_letter, build_rewards
@@ -99,7 +101,8 @@ class GRPOConfig:
     beta: float = 0.005
     eps_low: float = 0.2
     eps_high: float | None = None
-    loss_aggregation: str = "sequence"
+    loss: str = "grpo"  # grpo (EMIT) | dapo | bnpo | dr_grpo | gspo | cispo (loss.py)
+    advantages: str = "group"  # group (EMIT) | group_mean (Dr. GRPO) | batch (advantages.py)
     rewards: dict = field(
         default_factory=lambda: {"accuracy": 3.0, "format": 1.0, "cosine": 1.0, "repetition": 1.0}
     )
@@ -125,10 +128,19 @@ class GRPOConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> GRPOConfig:
+        if "loss_aggregation" in params:
+            raise ParamError(
+                "grpo.loss_aggregation was replaced by grpo.loss: `sequence` is `loss: grpo`, "
+                f"`token` is `loss: dapo` ({PARAMS_FILE})", ["loss_aggregation"],
+                "replaced by grpo.loss (sequence: grpo, token: dapo)")  # fmt: skip
         reject_unknown(cls, params, f"{PARAMS_FILE} (`grpo`)")
         d = {k: tuple(v) if k in ("tasks", "trainable") else v for k, v in params.items()}
         config = cls(**d)
         build_rewards(config.rewards, config.reward_options)  # unknown reward names fail here
+        loss_named(config.loss)
+        if config.advantages not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"grpo.advantages must be one of {sorted(ADVANTAGE_ESTIMATORS)} "
+                             f"({PARAMS_FILE})")  # fmt: skip
         if config.group_size < 2:
             raise ValueError(f"grpo.group_size must be >= 2 ({PARAMS_FILE})")
         if config.grad_accum < 1 or config.batch_size < 1:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from emit_iad.train.grpo.advantages import emit_advantages
-from emit_iad.train.grpo.loss import LOSS_METRICS, grpo_loss
+from emit_iad.train.grpo.loss import (
+    LOSS_METRICS,
+    LossBatch,
+    LossSettings,
+    UpdateSize,
+    loss_named,
+    policy_loss,
+)
 from emit_iad.train.grpo.resampling import Group
 from emit_iad.train.grpo.rewards import score
 from emit_iad.train.grpo.rollout import (
@@ -53,19 +60,26 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
     own = set(range(len(groups)) if own is None else own)
     scored, samples, parts_sum = [], [], {}
     all_correct, nonzero, mixed, comp_tokens = [], 0, 0, 0
-    for index, g in enumerate(groups):
-        record = g.prompt
+    totals, partss = [], []
+    for g in groups:
         texts = [r.text for r in g.responses]
         cols = {
-            "answer": [record["answer"]] * len(texts),
-            "options": [list(record["options"])] * len(texts),
+            "answer": [g.prompt["answer"]] * len(texts),
+            "options": [list(g.prompt["options"])] * len(texts),
             "completion_tokens": [len(r.ids) for r in g.responses],
         }
         total, parts = score(texts, cols, rewards)
+        totals.append(total)
+        partss.append(parts)
+    # the advantages of all groups at once (a batch-scaled estimator needs them all)
+    all_adv = (emit_advantages(torch.tensor(totals), torch.tensor([g.correct for g in groups]),
+                               config.do_reweight, estimator=config.advantages)
+               if groups else torch.zeros(0, 0))  # fmt: skip
+    for index, g in enumerate(groups):
+        record, total, parts, adv = g.prompt, totals[index], partss[index], all_adv[index]
+        texts = [r.text for r in g.responses]
         for k, v in parts.items():
             parts_sum[k] = parts_sum.get(k, 0.0) + sum(v)
-        correct = torch.tensor(g.correct)[None]
-        adv = emit_advantages(torch.tensor(total)[None], correct, config.do_reweight)[0]
         nonzero += int(adv.abs().max() > 1e-6)
         mixed += int(any(g.correct) and not all(g.correct))  # the accuracy reward differs
         all_correct += g.correct
@@ -125,9 +139,12 @@ def policy_update(
             if config.beta:
                 ref[i] = reference_logp(reference, vlm, gi, spans(gi.size, micro), device,
                                         ref_fewshot)  # fmt: skip
-    # the update's normaliser: sequences (EMIT) or tokens (DAPO) of all its groups together
-    normalizer = float(n_resp if config.loss_aggregation == "sequence" else max(1, n_tokens))
     chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in spans(sg.inputs.size, micro)]
+    # what the loss normalises by: the whole update's sequences or tokens, all groups together
+    loss = loss_named(config.loss)
+    size = UpdateSize(sequences=n_resp, tokens=n_tokens, micro_batches=max(1, len(chunks)),
+                      max_length=config.max_new_tokens)  # fmt: skip
+    settings = LossSettings(config.beta, config.eps_low, config.eps_high)
     metrics: dict[str, torch.Tensor] = {}
     # HF checkpoints layers only in training mode; the few-shot BatchNorm stays in eval (its
     # running statistics), and GRPO's LoRA dropout is 0, so the update still scores the
@@ -141,25 +158,16 @@ def policy_update(
             last = j == len(chunks) - 1 or chunks[j + 1][0] != i  # the group's last chunk
             feats = cache.features(i, gi, last)
             logp = token_logp(module, gi.rows(a, b, device, feats), gi.prompt_len)
-            loss, m = grpo_loss(
-                logp,
-                logp.detach() if old[i] is None else old[i][a:b],
-                adv[a:b],
-                gi.mask[a:b],
-                None if ref[i] is None else ref[i][a:b],
-                config.beta,
-                config.eps_low,
-                config.eps_high,
-                config.loss_aggregation,
-                normalizer,
-            )
-            loss = loss * scored[i].weight
+            batch = LossBatch(logp, logp.detach() if old[i] is None else old[i][a:b], adv[a:b],
+                              gi.mask[a:b], None if ref[i] is None else ref[i][a:b])  # fmt: skip
+            value, m = policy_loss(loss, batch, settings, size)
+            value = value * scored[i].weight
             share = sum(gi.lengths[a:b]) / max(1, n_tokens) / config.mu * scored[i].weight
             for k, v in m.items():
                 metrics[k] = metrics.get(k, 0.0) + v.detach() * share
-            loss = loss + cache.carried(i, last)
+            value = value + cache.carried(i, last)
             with no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
-                backward(loss)
+                backward(value)
         if not chunks:  # nothing to learn, on every process alike (decided on the global batch)
             continue
         if clip is not None:
