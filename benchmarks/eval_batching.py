@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from emit_iad.evaluate.answerers import LocalAnswerer
 from emit_iad.evaluate.runner import load_benchmark
 from emit_iad.mmad.parsing import parse_answer
+from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
 

@@ -148,9 +148,9 @@ def step_of(name, s: dict, rows=0, tokens=0, logit_tokens=0, train=0, seqs=0, ne
 
 
 def internvl_phases(args, meter: Meter, per_token: dict, work: Path) -> None:
-    from emit_iad.evaluate.answerers import LocalAnswerer
     from emit_iad.train.grpo.loop import train_grpo
     from emit_iad.train.sft import SFTConfig, train_sft, validate
+    from emit_iad.vlm.answering import LocalAnswerer
     from emit_iad.vlm.chat import PromptConfig
 
     gpu = conf("gpu")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emit_iad.evaluate.answerers import LocalAnswerer
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.train.sft import SFTConfig, train_sft
+from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import TRAINED_FILE, VLM, base_model_of
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.fewshot import FewShotConfig

@@ -23,7 +23,6 @@ import mlflow
 import pandas as pd
 
 from emit_iad.atomic import atomic_file
-from emit_iad.evaluate.answerers import LocalAnswerer
 from emit_iad.evaluate.runner import run_benchmark
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.scoring import score_answers
@@ -31,6 +30,7 @@ from emit_iad.params import reject_unknown
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.train.harness import history_metrics
 from emit_iad.train.world import in_workers
+from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
 
@@ -191,9 +191,11 @@ def run_ablation(
         rows.append(row)
         histories.append(pd.DataFrame(done["history"]).assign(variant=job.variant, seed=job.seed))
         answers.append(pd.DataFrame(done["answers"]).assign(variant=job.variant, seed=job.seed))
+    marks = pd.concat(answers, ignore_index=True)
+    # each answer's object from the question records, never parsed out of its ID
+    marks["object"] = marks.id.map(questions.drop_duplicates("id").set_index("id")["object"])
     return (pd.DataFrame(rows), pd.concat(histories, ignore_index=True),
-            pd.concat(answers, ignore_index=True)[["variant", "seed", "id", "question_type",
-                                                   "correct"]])  # fmt: skip
+            marks[["variant", "seed", "id", "object", "question_type", "correct"]])
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from emit_iad.llm_api import ChatClient, ClientConfig, Job
 from emit_iad.llm_api.images import image_part
 from emit_iad.params import nearest
+from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import META_FILE, VLM, ModelLoadError, check_complete
 from emit_iad.vlm.chat import PromptConfig, build_messages
 from emit_iad.vlm.loading import load_pretrained
@@ -58,29 +59,6 @@ def _file_name(label: str) -> str:
     clean = re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", label))
     clean = re.sub(r"(^|-)\.+(?=-|$)", r"\1", clean)  # no `..` parts
     return re.sub(r"-{2,}", "-", clean).strip(".-") or "model"
-
-
-class LocalAnswerer:
-    """Batched greedy generation with left padding and the KV cache."""
-
-    def __init__(self, vlm: VLM, prompt: PromptConfig, batch_size: int = 16,
-                 max_new_tokens: int = 128, knowledge: dict | None = None):  # fmt: skip
-        self.vlm, self.prompt, self.batch_size = vlm, prompt, batch_size
-        self.max_new_tokens, self.knowledge = max_new_tokens, knowledge
-        vlm.model.eval()
-        if vlm.fewshot is not None:
-            vlm.fewshot.eval()
-
-    def answer(self, records: Sequence) -> list[str]:
-        batch = self.vlm.collate(records, self.prompt, self.knowledge)
-        tok = self.vlm.processor.tokenizer
-        return self.vlm.generate(
-            batch,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
 
 
 def openai_messages(record, prompt: PromptConfig, knowledge: str | None, max_side: int) -> list:

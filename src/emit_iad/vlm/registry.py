@@ -23,7 +23,7 @@ class EMITPyfunc(mlflow.pyfunc.PythonModel):
         self.vlm = VLM.load(context.artifacts["model_dir"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
-        from emit_iad.evaluate.answerers import LocalAnswerer
+        from emit_iad.vlm.answering import LocalAnswerer
         from emit_iad.vlm.chat import PromptConfig
 
         prompt = PromptConfig(**(params or {}).get("prompt", {}))

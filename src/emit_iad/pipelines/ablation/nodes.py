@@ -67,7 +67,8 @@ def intervals(per_question: pd.DataFrame, answers: pd.DataFrame, holdout: list[s
               if "id" in per_question and (per_question.model == m).any()}  # fmt: skip
     for variant, g in answers.groupby("variant", sort=False):
         models[variant] = correct_matrix(g, ids)
-    objects = pd.Series([i.split("::")[0].split("/")[1] if "/" in i else "" for i in ids])
+    # the object of each question, as its record gives it (an ID's shape depends on the layout)
+    objects = answers.drop_duplicates("id").set_index("id")["object"].reindex(ids)
     held = objects.isin(holdout).to_numpy()
     groups = {"seen objects": ~held, "held-out objects": held}
     return pd.DataFrame(step_intervals(models, tasks, STEPS, groups, n_boot=n_boot),
