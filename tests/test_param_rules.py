@@ -45,3 +45,11 @@ def test_unset_optional_values_and_a_gpu_that_exists_pass():
 def test_the_shipped_environments_pass_on_the_machines_they_are_for(env):
     gpus = NO_GPU if env == "local" else EIGHT_GPUS
     assert list(problems(resolve("conf", env), gpus)) == []
+
+
+def test_dotted_runtime_overrides_are_checked_in_their_section():
+    """`session.run(runtime_params={"evaluation.mmad_json": ...})` keeps the key dotted: it is
+    a setting of `evaluation`, not an unknown section, and its value is checked too."""
+    found = dict(problems({"evaluation.mmad_json": "/data/MMAD/mmad.json", "grpo.steps": 0},
+                          NO_GPU))  # fmt: skip
+    assert found == {"grpo.steps": "0 must be >= 1"}

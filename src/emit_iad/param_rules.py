@@ -62,6 +62,26 @@ _SAYS = {">0": "must be > 0", ">=0": "must be >= 0", ">=1": "must be >= 1",
          ">=2": "must be >= 2", "0..1": "must lie in [0, 1]"}  # fmt: skip
 
 
+def nest(params: dict) -> dict:
+    """Dotted keys (``evaluation.mmad_json``, as runtime parameters may arrive) merged into
+    their sections, so that they are checked like the others.
+
+    >>> nest({"evaluation.mmad_json": "x", "evaluation": {"batch_size": 4}})
+    {'evaluation': {'batch_size': 4, 'mmad_json': 'x'}}
+    """
+    out: dict = {k: (dict(v) if isinstance(v, dict) else v) for k, v in params.items()
+                 if "." not in str(k)}  # fmt: skip
+    for key, value in params.items():
+        if "." not in str(key):
+            continue
+        *parents, leaf = str(key).split(".")
+        tree = out
+        for part in parents:
+            tree = tree.setdefault(part, {}) if isinstance(tree.get(part, {}), dict) else {}
+        tree[leaf] = value
+    return out
+
+
 def _block(params: dict, dotted: str):
     tree = params
     for part in dotted.split("."):
@@ -82,6 +102,7 @@ def problems(params: dict, gpus: Callable[[], int] | None = None) -> Iterator[tu
     [('ingestoin', "unknown section (did you mean 'ingestion'?): the sections are ingestion, \
 descriptions, qa, model, sft, grpo, evaluation, ablation"), ('grpo.steps', '-5 must be >= 1')]
     """
+    params = nest(params)
     for section in params:
         if section not in SECTIONS:
             yield section, (f"unknown section{suggest(section, SECTIONS)}: the sections are "

@@ -153,8 +153,10 @@ def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None 
     """Check every section: the ranges and consistency rules of :mod:`emit_iad.param_rules`
     for all of them, and each section in ``read`` (default: all) with its stage's typed
     config. One error lists every problem, each with the file that set it (``where``)."""
+    from emit_iad.param_rules import nest
     from emit_iad.param_rules import problems as rule_problems
 
+    sections = nest(sections)  # `evaluation.mmad_json=…` runtime overrides into their section
     configs, problems = stage_configs(), []
     for section, values in sections.items():
         if section not in configs or not isinstance(values, dict):
