@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("429", "500", "slow", "malformed", "drop", "not_json", "refusal", "api_refusal")
+# the random faults (``api_refusal`` and ``401_echo`` are asked for by a script only)
+FAULTS = ("429", "500", "slow", "malformed", "drop", "not_json", "refusal")
 
 
 def _answer_for(body: dict) -> dict:
