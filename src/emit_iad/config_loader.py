@@ -36,3 +36,10 @@ class ProjectConfigLoader(OmegaConfigLoader):
                     return (f"{path}: {found.problem} ({where}); a key may appear once in a "
                             "mapping: remove or merge the repeated one")  # fmt: skip
         return str(exc)
+
+
+def environments(conf_root: str | Path) -> list[str]:
+    """The Kedro environments of a conf folder: its subfolders but ``base`` and DVC's
+    ``resolved``."""
+    return sorted(p.name for p in Path(conf_root).iterdir()
+                  if p.is_dir() and p.name not in ("base", "resolved"))  # fmt: skip

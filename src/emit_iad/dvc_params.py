@@ -18,7 +18,7 @@ import yaml
 
 from emit_iad.atomic import atomic_file
 from emit_iad.config_args import CONFIG_LOADER_ARGS
-from emit_iad.config_loader import ProjectConfigLoader
+from emit_iad.config_loader import ProjectConfigLoader, environments
 
 # the parameter blocks each stage reads (a dotted name: one key of a block)
 GUARD = ("evaluation.mmad_json", "evaluation.image_root", "qa.exclude_benchmarks")
@@ -72,9 +72,8 @@ def main(argv: list[str]) -> None:
     folder = argv[0] if argv else "conf/resolved"
     env = os.environ.get("KEDRO_ENV") or "local"
     if env != "local" and not Path("conf", env).is_dir():
-        envs = sorted(p.name for p in Path("conf").iterdir()
-                      if p.is_dir() and p.name not in ("base", "resolved"))
-        sys.exit(f"KEDRO_ENV={env}: there is no conf/{env}; the environments are {envs}")
+        sys.exit(f"KEDRO_ENV={env}: there is no conf/{env}; the environments are "
+                 f"{environments('conf')}")
     params = resolve("conf", env)
     try:
         validate(params, locator("conf", env, None))

@@ -12,6 +12,7 @@ from kedro.io import MemoryDataset
 
 from emit_iad import tracking
 from emit_iad.atomic import OutputsBackup, recover_all
+from emit_iad.config_loader import environments
 from emit_iad.stage_params import locator, validate
 from emit_iad.train.world import is_main_process
 
@@ -160,10 +161,8 @@ class StartupHook:
         root = Path(context.config_loader.conf_source)
         env = context.env
         if env and env != "local" and not (root / env).is_dir():
-            envs = sorted(p.name for p in root.iterdir()
-                          if p.is_dir() and p.name not in ("base", "resolved"))
             raise ValueError(f"--env {env}: there is no {root / env}; the environments are "
-                             f"{envs} (local is always allowed)")  # fmt: skip
+                             f"{environments(root)} (local is always allowed)")  # fmt: skip
         if is_main_process():  # a damaged or locked store, named before MLflow opens it
             try:
                 server = context.config_loader["mlflow"].get("server") or {}

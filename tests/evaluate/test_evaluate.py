@@ -93,17 +93,22 @@ def test_openai_model_against_a_local_server_is_scored_exactly(bench, tmp_path):
     assert first["max_tokens"] == 128 and first["temperature"] == 0.0
 
 
+def ask_gpt4o(bench, tmp_path, server):
+    """`openai:gpt-4o` on the small benchmark through the local server, scored in MMAD's mode."""
+    return evaluate_models(
+        str(bench / "mmad.json"), str(bench),
+        {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
+         "scoring": "mmad", "llm": {"cache_dir": str(tmp_path / "cache")}},
+        {"api_key": "sk-test", "base_url": server.url},
+    )  # fmt: skip
+
+
 def test_unreadable_answers_are_scored_in_both_modes_and_counted(bench, tmp_path):
     """Every anomaly-detection reply is empty (no letter): strict scores AD 0 %, MMAD's mode
     drops those answers (and the one after each), so it has no AD column; both are reported."""
     with FakeOpenAI() as server:
         server.answer = lambda body: ("" if "Is there any defect" in json.dumps(body) else "B")
-        result = evaluate_models(
-            str(bench / "mmad.json"), str(bench),
-            {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
-             "scoring": "mmad", "llm": {"cache_dir": str(tmp_path / "cache")}},
-            {"api_key": "sk-test", "base_url": server.url},
-        )  # fmt: skip
+        result = ask_gpt4o(bench, tmp_path, server)
     answers = pd.DataFrame(result.answers["openai-gpt-4o"])
     n_ad = int((answers.question_type == "Anomaly Detection").sum())
     ad = answers[answers.question_type == "Anomaly Detection"]
@@ -118,8 +123,8 @@ def test_unreadable_answers_are_scored_in_both_modes_and_counted(bench, tmp_path
 
 def test_a_refusal_is_the_models_answer_not_a_failed_request(bench, tmp_path):
     """Issue #27: an evaluated model that refuses some questions (in words, or in the API's
-    ``refusal`` field) has answered them: the evaluation finishes, each refusal asked once,
-    scored wrong by strict scoring, dropped by MMAD's, and counted in ``unparsed``."""
+    ``refusal`` field) has answered them: the evaluation finishes, each refusal asked once and
+    kept as the reply, read by MMAD's rule (no letter: the nearest option) and scored."""
 
     def refuses(n: int, body: dict) -> str | None:
         text = json.dumps(body)
@@ -129,12 +134,7 @@ def test_a_refusal_is_the_models_answer_not_a_failed_request(bench, tmp_path):
 
     with FakeOpenAI(script=refuses) as server:
         server.answer = lambda body: "B"
-        result = evaluate_models(
-            str(bench / "mmad.json"), str(bench),
-            {"models": ["openai:gpt-4o"], "work_dir": str(tmp_path / "p"), "batch_size": 8,
-             "scoring": "mmad", "llm": {"cache_dir": str(tmp_path / "cache")}},
-            {"api_key": "sk-test", "base_url": server.url},
-        )  # fmt: skip
+        result = ask_gpt4o(bench, tmp_path, server)
         faults = [r["fault"] for r in server.requests]
     answers = pd.DataFrame(result.answers["openai-gpt-4o"])
     ad = answers.question_type == "Anomaly Detection"

@@ -34,17 +34,18 @@ def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str 
     data = read_mmad(mmad_json)
     root = Path(image_root).resolve()
     rows: dict[str, list[dict]] = {}
+    shown: dict[str, list[Path]] = {}  # each entry's resolved image files, checked to exist
     errors: dict[str, Exception] = {}
     for key in sorted(data):
         try:
-            rows[key] = _checked_rows(key, data[key], image_root, root)
+            rows[key], shown[key] = _checked_rows(key, data[key], image_root, root)
         except (ValueError, FileNotFoundError) as exc:
             errors[key] = exc
-    files = sorted({f for key in rows for f in _files(rows[key])})
+    files = sorted({f for key in shown for f in shown[key]})
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         unreadable = dict(zip(files, pool.map(_unreadable, files), strict=True))
     for key in rows:
-        bad = next((f for f in _files(rows[key]) if unreadable[f]), None)
+        bad = next((f for f in shown[key] if unreadable[f]), None)
         if bad is not None:
             errors[key] = ValueError(f"entry {key!r}: image {bad} cannot be read "
                                      f"({unreadable[bad]})")  # fmt: skip
@@ -59,7 +60,10 @@ def load_benchmark(mmad_json: str | Path, image_root: str | Path, on_error: str 
     return pd.DataFrame(kept), problems
 
 
-def _checked_rows(key: str, entry: object, image_root: str | Path, root: Path) -> list[dict]:
+def _checked_rows(key: str, entry: object, image_root: str | Path,
+                  root: Path) -> tuple[list[dict], list[Path]]:  # fmt: skip
+    """An entry's question rows and the resolved files it shows (its rows share them), each
+    checked: known type, answer among the options, images inside the root and present."""
     rows = entry_rows(key, entry, image_root)
     for r in rows:
         if r["type"] not in p.QUESTION_TYPES:
@@ -67,20 +71,11 @@ def _checked_rows(key: str, entry: object, image_root: str | Path, root: Path) -
         if r["answer"] not in p.LETTERS[: len(r["options"])]:
             raise ValueError(f"entry {key!r}: answer {r['answer']!r} is not one of the "
                              f"options {list(p.LETTERS[: len(r['options'])])}")  # fmt: skip
-    if rows:
-        for path in [rows[0]["query_image"], *rows[0]["similar_templates"],
-                     *rows[0]["random_templates"]]:  # fmt: skip
-            check_image(key, Path(path), root)
-    return rows
-
-
-def _files(rows: list[dict]) -> list[Path]:
-    """The resolved image files an entry shows (its rows share them)."""
     if not rows:
-        return []
-    r = rows[0]
-    return [Path(f).resolve() for f in [r["query_image"], *r["similar_templates"],
-                                        *r["random_templates"]]]  # fmt: skip
+        return rows, []
+    first = rows[0]
+    paths = [first["query_image"], *first["similar_templates"], *first["random_templates"]]
+    return rows, [check_image(key, Path(path), root) for path in paths]
 
 
 def _unreadable(path: Path) -> str | None:
@@ -91,16 +86,17 @@ def _unreadable(path: Path) -> str | None:
     return None
 
 
-def check_image(key: str, path: Path, root: Path) -> None:
-    """The image lies inside the benchmark's root (nothing outside it is read, or sent to an
-    endpoint) and exists; else an error naming the entry. (Whether it decodes whole is checked
-    by :func:`load_benchmark`, once per file.)"""
+def check_image(key: str, path: Path, root: Path) -> Path:
+    """The resolved image, which lies inside the benchmark's root (nothing outside it is read,
+    or sent to an endpoint) and exists; else an error naming the entry. (Whether it decodes
+    whole is checked by :func:`load_benchmark`, once per file.)"""
     resolved = path.resolve()
     if not resolved.is_relative_to(root):
         raise ValueError(f"entry {key!r}: image {path} lies outside image_root {root}; "
                          "refused: nothing outside the benchmark's folder is read")  # fmt: skip
     if not resolved.is_file():
         raise FileNotFoundError(f"entry {key!r}: image {path} not found")
+    return resolved
 
 
 def _read_done(path: Path) -> dict[str, dict]:

@@ -60,9 +60,10 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
     own = set(range(len(groups)) if own is None else own)
     scored, samples, parts_sum = [], [], {}
     all_correct, nonzero, mixed, comp_tokens = [], 0, 0, 0
-    totals, partss = [], []
+    texts_of, totals, partss = [], [], []
     for g in groups:
         texts = [r.text for r in g.responses]
+        texts_of.append(texts)
         cols = {
             "answer": [g.prompt["answer"]] * len(texts),
             "options": [list(g.prompt["options"])] * len(texts),
@@ -76,8 +77,8 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
                                config.do_reweight, estimator=config.advantages)
                if groups else torch.zeros(0, 0))  # fmt: skip
     for index, g in enumerate(groups):
-        record, total, parts, adv = g.prompt, totals[index], partss[index], all_adv[index]
-        texts = [r.text for r in g.responses]
+        record, texts, total, parts = g.prompt, texts_of[index], totals[index], partss[index]
+        adv = all_adv[index]
         for k, v in parts.items():
             parts_sum[k] = parts_sum.get(k, 0.0) + sum(v)
         nonzero += int(adv.abs().max() > 1e-6)
