@@ -40,6 +40,7 @@ RULES: dict[str, dict[str, str]] = {
                        "val_max_questions": ">=0"},
     "model.fewshot": {"window": ">=0", "n_soft": ">=1"},
     "sft": {"lr": ">0", "warmup_ratio": "0..1", "max_grad_norm": ">0", "max_length": ">=1",
+            "val_every": ">=1",
             **dict.fromkeys(_TRAINING_COUNTS, ">=1"), **dict.fromkeys(_TRAINING_ZEROS, ">=0"),
             "epochs": ">=0"},  # 0: no SFT, the model passes through (AnomalyR1: conf/qwen)
     "grpo": {"lr": ">0", "warmup_ratio": "0..1", "max_grad_norm": ">0", "group_size": ">=2",

@@ -1,6 +1,7 @@
 """SFT on the tiny model: loss falls, labels cover only the answer, resume, MLflow + registry."""
 
 import copy
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -167,6 +168,11 @@ def test_mlflow_gets_the_loss_curve_and_a_registered_version(
             questions.head(2)
         )
         assert len(answers) == 2
+        # the serving requirements name what loading imports (inference left torch out)
+        reqs = Path(mlflow.artifacts.download_artifacts("models:/emit-iad-sft@champion")) / (
+            "requirements.txt")
+        names = {line.split("==")[0] for line in reqs.read_text().split()}
+        assert {"torch", "transformers", "mlflow", "emit-iad"} <= names
     finally:
         mlflow.set_tracking_uri(None)
 
@@ -200,3 +206,24 @@ def test_repeats_of_a_task_not_trained_or_not_a_count_are_refused(repeats):
     with pytest.raises(ValueError, match=r"sft\.repeats"):
         SFTConfig.from_params({"tasks": ["Anomaly Detection", "Defect Localization"],
                                "repeats": repeats})  # fmt: skip
+
+
+def test_validating_less_often_leaves_training_unchanged(tiny_vlm, questions, tmp_path):
+    """``val_every`` only thins the validation rows: validation is greedy and consumes no random
+    state, so the trained weights are bit-identical; the last epoch is always validated."""
+    data, val = questions.head(8), questions.tail(4)
+    tiny_vlm.save(tmp_path / "base")
+    runs = {}
+    for every in (1, 2):
+        config = small(epochs=3, val_max_questions=4, val_every=every)
+        runs[every] = train_sft(
+            VLM.load(tmp_path / "base"), data, val, config, str(tmp_path / f"c{every}")
+        )
+    (each, each_history), (thin, thin_history) = runs[1], runs[2]
+    assert each_history["val/accuracy"].notna().sum() == 3
+    assert thin_history.loc[thin_history["val/accuracy"].notna(), "epoch"].tolist() == [2, 3]
+    assert each_history.loss.dropna().tolist() == thin_history.loss.dropna().tolist()
+    for (name, a), (_, b) in zip(
+        each.model.named_parameters(), thin.model.named_parameters(), strict=True
+    ):
+        assert torch.equal(a, b), name

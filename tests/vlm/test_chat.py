@@ -81,3 +81,28 @@ def test_the_image_cache_follows_the_file_not_the_path_as_written(tmp_path, monk
     Image.new("RGB", (4, 4), (0, 255, 0)).save(tmp_path / "b/data/img.png")
     os.utime(tmp_path / "b/data/img.png", ns=(1, 10**18))  # a new modification time
     assert load_image("data/img.png").getpixel((0, 0)) == (0, 255, 0)
+
+
+def test_the_image_cache_is_bounded_by_pixel_bytes(tmp_path, monkeypatch):
+    """Every image of a small dataset stays decoded across epochs (a repeat is the same object,
+    not a new decode); past the byte bound the least recently used image goes first."""
+    from PIL import Image
+
+    from emit_iad.vlm import chat
+
+    monkeypatch.setattr(
+        chat, "_IMAGES", chat.LRUCache(3 * 10 * 10 * 3, getsizeof=chat._IMAGES.getsizeof)
+    )
+    monkeypatch.setattr(
+        chat, "_load_image", chat.cached(chat._IMAGES)(chat._load_image.__wrapped__)
+    )
+    for i in range(4):
+        Image.new("RGB", (10, 10), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    first = [chat.load_image(str(tmp_path / f"{i}.png")) for i in range(3)]
+    assert [chat.load_image(str(tmp_path / f"{i}.png")) is first[i] for i in range(3)] == [True] * 3
+    assert chat._IMAGES.currsize == 3 * 300
+    chat.load_image(str(tmp_path / "3.png"))  # over the bound: 0.png, least recently used, goes
+    assert chat._IMAGES.currsize == 3 * 300
+    assert chat.load_image(str(tmp_path / "1.png")) is first[1]
+    assert chat.load_image(str(tmp_path / "0.png")) is not first[0]
+    assert chat.load_image(str(tmp_path / "0.png")).getpixel((0, 0)) == (0, 0, 0)

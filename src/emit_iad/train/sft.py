@@ -37,6 +37,7 @@ from emit_iad.train.targets import target
 from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import PromptConfig
+from emit_iad.vlm.encoding import kept
 from emit_iad.vlm.loading import add_lora, enable_checkpointing, set_trainable
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class SFTConfig:
     keep_checkpoints: int = 2
     val_max_questions: int = 200
     val_max_new_tokens: int = 48
+    val_every: int = 1  # epochs between validations (greedy: training is unchanged); last always
     mixed_precision: str | bool = "no"  # YAML reads an unquoted no as false: the same
     lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05})
     prompt: dict = field(default_factory=dict)
@@ -287,7 +289,7 @@ def train_sft(
         for b in range(pos.batch_in_epoch, len(batches)):
             chunk = [records[i] for i in batches[b]]
             t0 = time.perf_counter()
-            with acc.accumulate(module):
+            with acc.accumulate(module), kept():  # each question's encoding kept for the next epoch
                 loss = train_step(module, vlm, chunk, config, prompt, acc)
                 if acc.sync_gradients and config.max_grad_norm:
                     acc.clip_grad_norm_(module.parameters(), config.max_grad_norm)
@@ -317,7 +319,7 @@ def train_sft(
             if ckpt.due(pos):
                 ckpt.save(pos, history)
         pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
-        if len(val):
+        if len(val) and (pos.epoch % config.val_every == 0 or pos.epoch == config.epochs):
             metrics = validate(vlm, val, prompt, config.val_max_new_tokens)
             history.append({"step": pos.step, "epoch": pos.epoch, **metrics})
             log_metrics(acc, {f"sft/{k}": v for k, v in metrics.items()}, pos.step)

@@ -17,16 +17,19 @@ are this project's wording.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import partial
 from pathlib import Path
 
 import torch
+from cachetools import LRUCache, cached
 from PIL import Image
 
 from emit_iad.mmad.protocol import ANOMALY_DETECTION, DEFECT_TYPES, LETTERS, TEXT_QUERY_PREFIX
 from emit_iad.sources.images import load_rgb
+from emit_iad.vlm.encoding import ENCODINGS, assemble, encode_one, keeps
 from emit_iad.vlm.vision import HEATMAP_IMAGES, heatmap_pixels
 
 INSTRUCTION = (
@@ -190,16 +193,28 @@ def build_messages(
 
 
 def load_image(path: str) -> Image.Image:
-    """RGB image, cached: templates recur across many questions (bounded: real images are MBs).
+    """RGB image, cached: every question shows its images again each epoch and templates recur
+    across questions. The cache holds up to ``IMAGE_CACHE_BYTES`` of pixels (the whole offline
+    dataset; about 170 real images of 1024²), least recently used first out.
+
     The cache key is the file itself (absolute path, size, modification time), not the path as
     written: a relative path names another file after a change of folder (two projects in one
     process, as in a notebook or the tests), and a regenerated file is read again."""
+    return _load_image(*image_key(path))
+
+
+def image_key(path: str) -> tuple[str, int, int]:
+    """The file behind ``path``: absolute path, size and modification time."""
     resolved = Path(path).resolve()
     stat = resolved.stat()
-    return _load_image(str(resolved), stat.st_size, stat.st_mtime_ns)
+    return str(resolved), stat.st_size, stat.st_mtime_ns
 
 
-@lru_cache(maxsize=256)
+IMAGE_CACHE_BYTES = 512 * 2**20
+_IMAGES: LRUCache = LRUCache(IMAGE_CACHE_BYTES, getsizeof=lambda im: im.width * im.height * 3)
+
+
+@cached(_IMAGES, lock=threading.Lock())
 def _load_image(path: str, size: int, mtime_ns: int) -> Image.Image:
     return load_rgb(path)
 
@@ -241,7 +256,10 @@ def collate(
     ``crop_to_patches``, ``min_patches``, ``max_patches``, ``size``); ``heatmap_kwargs`` for the
     few-shot heatmap's query and template (one tile each by default; see
     :func:`~emit_iad.vlm.vision.heatmap_pixels`)."""
-    prompts, images, fs_rows, fs_query, fs_template = [], [], [], [], []
+    prompts, encodings, images, fs_rows, fs_query, fs_template = [], [], [], [], [], []
+    kwargs = dict(image_kwargs or {})
+    cached = keeps(processor)  # inside encoding.kept(): encodings kept per question
+    frozen = repr(sorted(kwargs.items()))
     for i, rec in enumerate(records):
         fewshot = bool(fewshot_placeholders) and uses_fewshot(rec, config, fewshot_types)
         know = (knowledge or {}).get((rec["dataset"], rec["object"]))
@@ -250,19 +268,35 @@ def collate(
         if targets is not None:
             prompt += targets[i] + processor.tokenizer.eos_token
         prompts.append(prompt)
-        imgs = [load_image(p) for p in paths]
+        keys = [image_key(p) for p in paths]
+        imgs = [_load_image(*k) for k in keys]
+        if cached:
+            make = partial(encode_one, processor, prompt, imgs, kwargs)
+            encodings.append(ENCODINGS.get(processor, (prompt, tuple(keys), frozen), make))
         images += imgs
         if fewshot:
             fs_rows.append(i)
-            fs_template.append(imgs[0])
-            fs_query.append(imgs[-1])
-    inputs = processor(
-        text=prompts, images=images, padding=True, return_tensors="pt", **(image_kwargs or {})
-    )
-    batch = Batch(dict(inputs), prompts)
+            fs_template.append((keys[0], imgs[0]))
+            fs_query.append((keys[-1], imgs[-1]))
+    if cached:
+        inputs = assemble(encodings, processor.tokenizer.pad_token_id)
+    else:
+        inputs = dict(processor(text=prompts, images=images, padding=True,
+                                return_tensors="pt", **kwargs))  # fmt: skip
+    batch = Batch(inputs, prompts)
     if fs_rows:
         settings = heatmap_kwargs if heatmap_kwargs is not None else HEATMAP_IMAGES
-        pix = heatmap_pixels(processor.image_processor, fs_query + fs_template, settings)
+        keyed = fs_query + fs_template
+        pix = (_heatmap_pixels(processor, keyed, settings) if cached else
+               heatmap_pixels(processor.image_processor, [im for _, im in keyed], settings))
         batch.fewshot_query, batch.fewshot_template = pix[: len(fs_rows)], pix[len(fs_rows) :]
         batch.fewshot_rows = fs_rows
     return batch
+
+
+def _heatmap_pixels(processor, keyed: list, settings: dict) -> torch.Tensor:
+    """:func:`heatmap_pixels` image by image, each kept (``keyed``: (image key, image) pairs)."""
+    frozen = repr(sorted(settings.items()))
+    ip = processor.image_processor
+    return torch.cat([ENCODINGS.get(ip, (key, frozen), partial(heatmap_pixels, ip, [im], settings))
+                      for key, im in keyed])  # fmt: skip

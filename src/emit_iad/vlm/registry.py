@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -32,6 +33,28 @@ class EMITPyfunc(mlflow.pyfunc.PythonModel):
         return [t for i in range(0, len(records), 16) for t in answerer.answer(records[i : i + 16])]
 
 
+# What loading the pyfunc imports. Written out rather than inferred: MLflow's inference starts a
+# process that imports the model (16 s a registration here) and, finding torch only behind
+# emit-iad, left torch and transformers out of requirements.txt.
+SERVING_PACKAGES = ("emit-iad", "mlflow", "cloudpickle", "numpy", "pandas", "pillow", "torch",
+                    "transformers", "peft", "accelerate", "safetensors")  # fmt: skip
+
+
+def serving_requirements() -> list[str]:
+    """``name==version`` of each installed serving package: the model's ``requirements.txt``.
+
+    >>> any(r.startswith("mlflow==") for r in serving_requirements())
+    True
+    """
+    out = []
+    for name in SERVING_PACKAGES:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def register_vlm(vlm: VLM, name: str, description: str, alias: str | None = None) -> str:
     """Log the model directory as a pyfunc in the active run and register a version of
     ``name``; returns the version. Without an active run nothing is logged."""
@@ -42,7 +65,10 @@ def register_vlm(vlm: VLM, name: str, description: str, alias: str | None = None
         folder = Path(tmp) / "model_dir"
         vlm.save(folder)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=EMITPyfunc(), artifacts={"model_dir": str(folder)}
+            name="model",
+            python_model=EMITPyfunc(),
+            artifacts={"model_dir": str(folder)},
+            pip_requirements=serving_requirements(),
         )
     version = mlflow.register_model(info.model_uri, name)
     client = mlflow.MlflowClient()
