@@ -21,8 +21,8 @@ import torch
 from emit_iad.evaluate.runner import load_benchmark
 from emit_iad.mmad.parsing import parse_answer
 from emit_iad.vlm.answering import LocalAnswerer
-from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
+from emit_iad.vlm.loading import load_vlm
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
 
     questions, _ = load_benchmark(f"{args.benchmark}/mmad.json", args.benchmark)
     records = [r for _, r in questions.head(args.questions).iterrows()]
-    vlm = VLM.load(f"data/06_models/{args.model}")
+    vlm = load_vlm(f"data/06_models/{args.model}")
     prompt = PromptConfig(answer_format="think")
 
     def run(batch_size: int, items) -> tuple[list[str], float]:

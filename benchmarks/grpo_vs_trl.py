@@ -35,10 +35,10 @@ def ours(model_dir, data, args, difficulty_aware: bool = False) -> pd.DataFrame:
     from accelerate.state import AcceleratorState
 
     from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
-    from emit_iad.vlm.bundle import VLM
+    from emit_iad.vlm.loading import load_vlm
 
     AcceleratorState._reset_state(reset_partial_state=True)  # TRL's Trainer set it up its way
-    vlm = VLM.load(model_dir)
+    vlm = load_vlm(model_dir)
     vlm.fewshot = None
     config = GRPOConfig(
         tasks=("Anomaly Detection",), group_size=args.group, max_new_tokens=args.tokens,

@@ -37,7 +37,7 @@ RULES: dict[str, dict[str, str]] = {
     "descriptions.llm": _LLM,
     "qa": {"n_templates": ">=0", "test_templates": ">=0", "text_query_share": "0..1"},
     "model.pretrain": {"epochs": ">=0", "lr": ">0", "batch_size": ">=1",
-                       "val_max_questions": ">=0"},
+                       "val_max_questions": ">=0", "val_every": ">=1"},
     "model.fewshot": {"window": ">=0", "n_soft": ">=1"},
     "sft": {"lr": ">0", "warmup_ratio": "0..1", "max_grad_norm": ">0", "max_length": ">=1",
             "val_every": ">=1",

@@ -108,7 +108,7 @@ def stage_configs() -> dict[str, Callable[[dict], object]]:
             "sft": lazy("emit_iad.train.sft", "SFTConfig", training),
             "grpo": lazy("emit_iad.train.grpo.loop", "GRPOConfig", training),
             "evaluation": EvaluationConfig.from_params,
-            "ablation": lazy("emit_iad.evaluate.ablation", "AblationConfig")}  # fmt: skip
+            "ablation": lazy("emit_iad.experiments.ablation", "AblationConfig")}  # fmt: skip
 
 
 def _sets(tree, dotted: list[str]) -> bool:

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.format import from_mmad, read_mmad
-from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 from tests.conftest import edit_params
 from tests.pipelines.test_ingestion_pipeline import run_pipeline
 
@@ -44,7 +44,7 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     assert {"qa_questions.png", "qa_summary.csv", "qa_report.csv"} <= artifacts
 
     run_pipeline(project, "model")
-    base = VLM.load(project / "data/06_models/base")
+    base = load_vlm(project / "data/06_models/base")
     assert type(base.model).__name__ == "InternVLForConditionalGeneration"
     assert base.fewshot is not None and base.meta["source"] == "tiny"
     [model_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "model"]
@@ -54,7 +54,7 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
 
     edit_params(project, "sft", epochs=1, batch_size=8, val_max_questions=8, checkpoint_every=2)
     run_pipeline(project, "sft")
-    sft = VLM.load(project / "data/06_models/sft")
+    sft = load_vlm(project / "data/06_models/sft")
     assert sft.meta["stage"] == "sft" and sft.fewshot is not None
     [sft_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "sft"]
     assert len(client.get_metric_history(sft_run.info.run_id, "sft/loss")) >= 2
@@ -62,7 +62,7 @@ def test_qa_writes_questions_and_an_mmad_benchmark(project):
     assert not (project / "data/06_models/.sft_checkpoints").exists()
 
     run_pipeline(project, "grpo")
-    grpo = VLM.load(project / "data/06_models/grpo")
+    grpo = load_vlm(project / "data/06_models/grpo")
     assert grpo.meta["stage"] == "grpo" and grpo.meta["difficulty_aware"] is True
     [grpo_run] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "grpo"]
     history = client.get_metric_history(grpo_run.info.run_id, "grpo/difficult_before")

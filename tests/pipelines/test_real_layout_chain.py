@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 from tests.conftest import edit_params
 from tests.layouts import LAYOUTS
 from tests.pipelines.test_ingestion_pipeline import run_pipeline
@@ -53,7 +53,7 @@ def test_real_layout_runs_the_kedro_chain_in_fp32_and_bf16(layout, project, tmp_
             assert "model.safetensors" not in files, (stage, files)  # only what trained
             meta = json.loads((models / stage / "emit_iad.json").read_text())
             assert meta["base_model"] == str(hub)
-        grpo = VLM.load(models / "grpo")
+        grpo = load_vlm(models / "grpo")
         assert next(grpo.model.parameters()).dtype == getattr(torch, dtype)
         tower = "visual" if qwen else "vision_tower"
         assert any(tower in n and "lora_" in n for n, _ in grpo.model.named_parameters())

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 from tests.conftest import edit_params
 from tests.pipelines.test_ingestion_pipeline import run_pipeline
 
@@ -18,8 +18,8 @@ def test_sft_with_no_epochs_passes_the_base_model_on(project):
     edit_params(project, "sft", epochs=0)
     for stage in ("ingestion", "descriptions", "qa", "model", "sft"):
         run_pipeline(project, stage)
-    base = VLM.load(project / "data/06_models/base")
-    sft = VLM.load(project / "data/06_models/sft")
+    base = load_vlm(project / "data/06_models/base")
+    sft = load_vlm(project / "data/06_models/sft")
     for (name, a), (_, b) in zip(base.model.named_parameters(), sft.model.named_parameters(),
                                  strict=True):  # fmt: skip
         assert torch.equal(a, b), name

@@ -24,7 +24,7 @@ def main(folder: Path, tag: str) -> None:
     from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
     from emit_iad.train.harness import end_launch
     from emit_iad.train.sft import SFTConfig, train_sft
-    from emit_iad.vlm.bundle import VLM
+    from emit_iad.vlm.loading import load_vlm
 
     torch.manual_seed(0)
     train = pd.read_parquet(folder / "train.parquet")
@@ -35,7 +35,7 @@ def main(folder: Path, tag: str) -> None:
                     epochs=2, batch_size=2, micro_batch_size=1, grad_accum=2,
                     answer_format="plain", warmup_ratio=0.0, max_grad_norm=1.0,
                     checkpoint_every=0, val_max_questions=0, repeats={})  # fmt: skip
-    vlm, sft_history = train_sft(VLM.load(folder / "base"), train, train.iloc[:0], sft,
+    vlm, sft_history = train_sft(load_vlm(folder / "base"), train, train.iloc[:0], sft,
                                  str(folder / f"ck-sft-{tag}"))  # fmt: skip
     # every process calls save: rank 0 writes (whole parameters, also after ZeRO-3), the others
     # skip it and wait here before loading it back
@@ -47,7 +47,7 @@ def main(folder: Path, tag: str) -> None:
                       difficulty_aware=False,
                       checkpoint_every=0, rewards={"accuracy": 1.0, "format": 1.0})  # fmt: skip
     # GRPO starts from the saved SFT model, as the pipeline's catalog loads it
-    vlm, grpo_history, _ = train_grpo(VLM.load(folder / f"sft-{tag}"), train, train.iloc[:0], grpo,
+    vlm, grpo_history, _ = train_grpo(load_vlm(folder / f"sft-{tag}"), train, train.iloc[:0], grpo,
                                       str(folder / f"ck-grpo-{tag}"))  # fmt: skip
     if rank == 0:  # (the test loads the saved model: a load here would be a ZeRO-3 collective)
         result = {

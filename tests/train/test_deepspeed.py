@@ -18,6 +18,7 @@ deepspeed = pytest.importorskip("deepspeed")
 WORKER = Path(__file__).with_name("ds_worker.py")
 
 from emit_iad.vlm.bundle import VLM  # noqa: E402
+from emit_iad.vlm.loading import load_vlm  # noqa: E402
 
 
 def launch_config(folder: Path, stage: int | None) -> Path:
@@ -55,8 +56,8 @@ def launch(folder: Path, stage: int | None) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     result = json.loads((folder / f"result-{tag}.json").read_text())
-    result["sft_saved_sum"] = checksum(VLM.load(folder / f"sft-{tag}"))
-    result["base_sum"] = checksum(VLM.load(folder / "base"))
+    result["sft_saved_sum"] = checksum(load_vlm(folder / f"sft-{tag}"))
+    result["base_sum"] = checksum(load_vlm(folder / "base"))
     return result
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from emit_iad.mmad import protocol as p
 from emit_iad.train.pretrain import PretrainConfig, general_questions, pretrain_base
-from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 
 
 def test_the_warm_up_set_holds_no_defect_and_no_defect_question(sets):
@@ -33,7 +33,7 @@ def test_defect_tasks_are_refused_in_the_warm_up():
 def test_a_warm_up_trains_and_records_what_it_saw(tiny_vlm, sets, tmp_path):
     _, _, qa = sets
     tiny_vlm.save(tmp_path / "base")
-    vlm = VLM.load(tmp_path / "base")
+    vlm = load_vlm(tmp_path / "base")
     train = general_questions(qa.split("train")).head(16)
     out, history = pretrain_base(vlm, train, train.iloc[:0],
                                  PretrainConfig(epochs=1, batch_size=8), str(tmp_path / "c"))  # fmt: skip

@@ -10,8 +10,8 @@ import torch
 from emit_iad.evaluate.answerers import ModelSpec, load_model
 from emit_iad.train.sft import SFTConfig, label_batch, train_sft
 from emit_iad.train.targets import rationale, target
-from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig, collate
+from emit_iad.vlm.loading import load_vlm
 from emit_iad.vlm.registry import register_vlm
 from tests.helpers import StopAt
 
@@ -19,7 +19,7 @@ from tests.helpers import StopAt
 @pytest.fixture
 def fresh_vlm(tiny_vlm, tmp_path):
     tiny_vlm.save(tmp_path / "base")
-    return VLM.load(tmp_path / "base")
+    return load_vlm(tmp_path / "base")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_the_trained_model_reloads_and_answers(fresh_vlm, questions, tmp_path):
         fresh_vlm, questions.head(8), questions.iloc[:0], small(), str(tmp_path / "c")
     )
     model.save(tmp_path / "sft")
-    back = VLM.load(tmp_path / "sft")
+    back = load_vlm(tmp_path / "sft")
     batch = collate(
         [questions.iloc[0]],
         back.processor,
@@ -99,11 +99,11 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
     config = small(epochs=2, checkpoint_every=2, lr=1e-3)
     tiny_vlm.save(tmp_path / "base")
     whole, whole_history = train_sft(
-        VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "w")
+        load_vlm(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "w")
     )
     with pytest.raises(KeyboardInterrupt):
         train_sft(
-            VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r"), StopAt(5)
+            load_vlm(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r"), StopAt(5)
         )
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoint-2", "checkpoint-4"]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -111,7 +111,7 @@ def test_resume_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
     try:
         with mlflow.start_run() as run:  # the resumed run is a new MLflow run
             resumed, history = train_sft(
-                VLM.load(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r")
+                load_vlm(tmp_path / "base"), data, data.iloc[:0], config, str(tmp_path / "r")
             )
         curve = mlflow.MlflowClient().get_metric_history(run.info.run_id, "sft/loss")
     finally:
@@ -131,11 +131,11 @@ def test_checkpoints_of_other_settings_are_set_aside_not_resumed(tiny_vlm, quest
     data = questions.head(16)
     tiny_vlm.save(tmp_path / "base")
     with pytest.raises(KeyboardInterrupt):
-        train_sft(VLM.load(tmp_path / "base"), data, data.iloc[:0],
+        train_sft(load_vlm(tmp_path / "base"), data, data.iloc[:0],
                   small(epochs=2, checkpoint_every=2), str(tmp_path / "r"), StopAt(3))  # fmt: skip
     assert (tmp_path / "r/checkpoint-2").is_dir()
     # another learning rate: resuming those optimizer states would silently mix two runs
-    _, history = train_sft(VLM.load(tmp_path / "base"), data, data.iloc[:0],
+    _, history = train_sft(load_vlm(tmp_path / "base"), data, data.iloc[:0],
                            small(epochs=2, checkpoint_every=2, lr=1e-4), str(tmp_path / "r"))  # fmt: skip
     assert history.step.tolist() == list(range(1, 9))  # started at step 1, not 3
 
@@ -217,7 +217,7 @@ def test_validating_less_often_leaves_training_unchanged(tiny_vlm, questions, tm
     for every in (1, 2):
         config = small(epochs=3, val_max_questions=4, val_every=every)
         runs[every] = train_sft(
-            VLM.load(tmp_path / "base"), data, val, config, str(tmp_path / f"c{every}")
+            load_vlm(tmp_path / "base"), data, val, config, str(tmp_path / f"c{every}")
         )
     (each, each_history), (thin, thin_history) = runs[1], runs[2]
     assert each_history["val/accuracy"].notna().sum() == 3

@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emit_iad.vlm.bundle import VLM, ModelLoadError
+from emit_iad.vlm.bundle import ModelLoadError
+from emit_iad.vlm.loading import load_vlm
 
 
 def test_a_folder_with_pickled_weights_is_refused_naming_the_file(tiny_vlm, tmp_path):
@@ -20,7 +21,7 @@ def test_a_folder_with_pickled_weights_is_refused_naming_the_file(tiny_vlm, tmp_
     for index in folder.glob("model*.safetensors.index.json"):
         index.unlink()
     with pytest.raises(ModelLoadError, match=r"pytorch_model\.bin.*safetensors only"):
-        VLM.load(folder)
+        load_vlm(folder)
 
 
 def test_an_auto_map_in_the_folder_is_never_imported(tiny_vlm, tmp_path):
@@ -32,5 +33,5 @@ def test_an_auto_map_in_the_folder_is_never_imported(tiny_vlm, tmp_path):
     config["auto_map"] = {"AutoModelForImageTextToText": "evil.Evil", "AutoConfig": "evil.Evil"}
     (folder / "config.json").write_text(json.dumps(config))
     with contextlib.suppress(ModelLoadError, ValueError, OSError):
-        VLM.load(folder)  # the built-in class is used, or the load is refused
+        load_vlm(folder)  # the built-in class is used, or the load is refused
     assert not marker.exists()

@@ -14,10 +14,11 @@ import torch
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.train.sft import SFTConfig, train_sft
 from emit_iad.vlm.answering import LocalAnswerer
-from emit_iad.vlm.bundle import TRAINED_FILE, VLM, base_model_of
+from emit_iad.vlm.bundle import TRAINED_FILE, base_model_of
 from emit_iad.vlm.chat import PromptConfig
+from emit_iad.vlm.families import ALIGNERS
 from emit_iad.vlm.fewshot import FewShotConfig
-from emit_iad.vlm.loading import ALIGNERS, load_pretrained
+from emit_iad.vlm.loading import load_pretrained, load_vlm
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 
 from ..layouts import LAYOUTS
@@ -87,7 +88,7 @@ def test_real_layout_trains_saves_only_what_trained_and_answers(layout, dtype, s
     assert {"adapter_model.safetensors", TRAINED_FILE, "fewshot.safetensors"} <= files
     assert "model.safetensors" not in files and "config.json" not in files  # no full copy
 
-    again = VLM.load(out, dtype=dtype)
+    again = load_vlm(out, dtype=dtype)
     assert again.meta["base_model"] == str(hub)
     assert torch.equal(aligner_weight(again.model), aligner_weight(vlm.model))
     assert next(again.model.parameters()).dtype == getattr(torch, dtype)

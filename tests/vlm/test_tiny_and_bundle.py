@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from emit_iad.vlm.bundle import VLM, ModelLoadError
+from emit_iad.vlm.bundle import ModelLoadError
 from emit_iad.vlm.chat import PromptConfig, collate
-from emit_iad.vlm.loading import add_lora, load_pretrained, set_trainable
+from emit_iad.vlm.loading import add_lora, load_pretrained, load_vlm, set_trainable
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN, REASONING_TAGS
 
 
@@ -39,7 +39,7 @@ def test_forward_backward_generate_and_reload_with_identical_logits(tiny_vlm, re
         assert text.startswith(tok.decode([token], skip_special_tokens=True).strip()), (text, token)
 
     tiny_vlm.save(tmp_path / "base")
-    again = VLM.load(tmp_path / "base")
+    again = load_vlm(tmp_path / "base")
     for m in (tiny_vlm.model, again.model, tiny_vlm.fewshot, again.fewshot):
         m.eval()
     with torch.no_grad():
@@ -52,7 +52,7 @@ def test_forward_backward_generate_and_reload_with_identical_logits(tiny_vlm, re
 
 def test_lora_and_extras_train_save_reload_and_answer(tiny_vlm, records, tmp_path):
     tiny_vlm.save(tmp_path / "base")
-    vlm = VLM.load(tmp_path / "base")
+    vlm = load_vlm(tmp_path / "base")
     vlm.meta["base_model"] = str(tmp_path / "base")
     add_lora(vlm, r=4, alpha=8)
     names = set_trainable(vlm, ["lora", "fewshot"])
@@ -72,7 +72,7 @@ def test_lora_and_extras_train_save_reload_and_answer(tiny_vlm, records, tmp_pat
     vlm.save(tmp_path / "sft")
     assert (tmp_path / "sft/adapter_config.json").is_file()
     assert not (tmp_path / "sft/model.safetensors").exists()  # the adapter only, not a copy
-    back = VLM.load(tmp_path / "sft")
+    back = load_vlm(tmp_path / "sft")
     back.fewshot.eval()
     with torch.no_grad():
         assert torch.allclose(vlm.forward(batch).logits, back.forward(batch).logits, atol=1e-5)
@@ -82,14 +82,14 @@ def test_lora_and_extras_train_save_reload_and_answer(tiny_vlm, records, tmp_pat
 @pytest.mark.parametrize("part", ["fewshot.safetensors", "adapter_model.safetensors"])
 def test_a_folder_missing_a_part_its_meta_names_is_refused(tiny_vlm, tmp_path, part):
     tiny_vlm.save(tmp_path / "base")
-    vlm = VLM.load(tmp_path / "base")
+    vlm = load_vlm(tmp_path / "base")
     vlm.meta.update(base_model=str(tmp_path / "base"), trainable=["lora", "fewshot"])
     add_lora(vlm, r=4, alpha=8)
     vlm.save(tmp_path / "sft")
-    VLM.load(tmp_path / "sft")  # complete: loads
+    load_vlm(tmp_path / "sft")  # complete: loads
     (tmp_path / "sft" / part).unlink()
     with pytest.raises(ModelLoadError, match=f"{part} missing.*incomplete"):
-        VLM.load(tmp_path / "sft")
+        load_vlm(tmp_path / "sft")
 
 
 def test_a_hub_name_offline_says_how_to_go_on():

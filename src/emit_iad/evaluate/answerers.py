@@ -20,7 +20,7 @@ from emit_iad.params import nearest
 from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import META_FILE, VLM, ModelLoadError, check_complete
 from emit_iad.vlm.chat import PromptConfig, build_messages
-from emit_iad.vlm.loading import load_pretrained
+from emit_iad.vlm.loading import load_pretrained, load_vlm
 
 log = logging.getLogger(__name__)
 STAGES = ("base", "sft", "grpo")
@@ -192,10 +192,10 @@ def load_model(spec: ModelSpec, dtype: str = "auto", device: str = "cpu") -> VLM
         found = sorted(local.rglob("emit_iad.json"))
         if not found:
             raise ModelLoadError(f"{spec.ref}: no emit-iad model directory in its artifacts")
-        return VLM.load(found[0].parent, dtype=dtype, device=device)
+        return load_vlm(found[0].parent, dtype=dtype, device=device)
     folder = Path(spec.ref)
     if (folder / "emit_iad.json").is_file():
-        return VLM.load(folder, dtype=dtype, device=device)
+        return load_vlm(folder, dtype=dtype, device=device)
     if spec.kind == "stage":
         raise ModelLoadError(f"{folder}: no model; run `kedro run --pipelines={spec.label}` first")
     return load_pretrained(spec.ref, dtype=dtype, device=device)

@@ -34,9 +34,9 @@ class VLMDirectoryDataset(AbstractDataset["VLM", "VLM"]):
     def load(self) -> VLM:
         if not self._exists():
             raise DatasetError(f"{self._folder}: no model here yet; run the stage that writes it")
-        from emit_iad.vlm.bundle import VLM
+        from emit_iad.vlm.loading import load_vlm
 
-        return VLM.load(self._folder, **self._load_args)
+        return load_vlm(self._folder, **self._load_args)
 
     def save(self, data: VLM) -> None:
         data.save(self._folder)

@@ -29,8 +29,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from emit_iad.sources.candidates import Candidate, object_dirs
 from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
-from emit_iad.sources.layouts import Candidate, _object_dirs
 
 REALIAD_DEFECTS = {
     "AK": "pit", "BX": "deformation", "CH": "abrasion", "HS": "scratch", "PS": "damage",
@@ -81,7 +81,7 @@ def list_real_iad(
                              f"set `options.resolution` to one of {list(REALIAD_RESOLUTIONS)}",
                              skippable=False)  # fmt: skip
     images = root / f"realiad_{resolution}"
-    for obj_dir in _object_dirs(images, objects, ("OK", "NG")):
+    for obj_dir in object_dirs(images, objects, ("OK", "NG")):
         ann = _realiad_json(root, obj_dir.name, json_dir)
         data = _read_json(ann)
         for split in ("train", "test"):
@@ -111,7 +111,7 @@ def list_vision(
     dataset: str, root: Path, objects: list[str] | None = None,
     mask_dir: str = "data/02_intermediate/masks",
 ) -> Iterator[Candidate | IngestionError]:  # fmt: skip
-    for obj_dir in _object_dirs(root, objects, tuple(VISION_SPLITS)):
+    for obj_dir in object_dirs(root, objects, tuple(VISION_SPLITS)):
         for folder, split in VISION_SPLITS.items():
             ann = obj_dir / folder / COCO_FILE
             if not (obj_dir / folder).is_dir():

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from emit_iad.sources.candidates import Candidate
 from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
 from emit_iad.sources.images import ImageReadError, array_digest, load_mask, load_rgb
-from emit_iad.sources.layouts import LAYOUT_OPTIONS, LAYOUTS, Candidate, normalise_layout
+from emit_iad.sources.layouts import LAYOUT_OPTIONS, LAYOUTS, normalise_layout
 from emit_iad.sources.regions import bounding_box, defect_area, defect_region
 
 INDEX_COLUMNS = [

@@ -30,30 +30,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from emit_iad.sources import annotated
+from emit_iad.sources.candidates import IMAGE_SUFFIXES, Candidate, object_dirs
 from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One image found on disk, before it is opened."""
-
-    dataset: str
-    object: str
-    split: str
-    label: str
-    image_path: Path
-    mask_paths: tuple[Path, ...]  # empty for normal images
-    expected_mask: Path | None  # where the mask should be (or is written, for polygons)
-    polygons: tuple[tuple[float, ...], ...] = ()  # defect polygons [x0, y0, x1, y1, ...]
-
-    @property
-    def is_anomalous(self) -> bool:
-        return self.label != "good"
 
 
 def _images(folder: Path) -> list[Path]:
@@ -94,44 +75,6 @@ def _scan(folder: Path) -> tuple[list[Path], list[IngestionError]]:
     return images, problems
 
 
-def _object_dirs(root: Path, objects: list[str] | None, splits: tuple[str, ...]) -> list[Path]:
-    if not root.is_dir():
-        raise IngestionError(
-            root,
-            "dataset root does not exist or is not a folder",
-            f"point `root` of this source in {PARAMS_FILE} at the dataset folder",
-            skippable=False,
-        )
-    if objects:
-        missing = [o for o in objects if not (root / o).is_dir()]
-        if missing:
-            raise IngestionError(
-                root,
-                f"object folder(s) {missing} not found",
-                f"fix `objects` of this source in {PARAMS_FILE} (found: {_listdir(root)})",
-                skippable=False,
-            )
-        return [root / o for o in objects]
-    found = [
-        p
-        for p in sorted(root.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and any((p / s).is_dir() for s in splits)
-    ]
-    if not found:
-        raise IngestionError(
-            root,
-            f"no object folders (folders with {' or '.join(splits)}/ inside) in the dataset root",
-            f"check the `layout` of this source in {PARAMS_FILE} and that `root` is the folder "
-            "that holds one folder per object",
-            skippable=False,
-        )
-    return found
-
-
-def _listdir(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.is_dir())[:20]
-
-
 def _label_dirs(obj_dir: Path, split: str) -> list[Path]:
     folder = obj_dir / split
     if not folder.is_dir():
@@ -146,13 +89,13 @@ def _walk(
     splits: tuple[str, ...],
     masks_for: Callable[[Path, str, Path], tuple[tuple[Path, ...], Path]],
 ) -> Iterator[Candidate | IngestionError]:
-    object_dirs = _object_dirs(root, objects, splits)
+    folders = object_dirs(root, objects, splits)
     if not objects:  # an empty folder is an object whose images are missing, not "no object"
         for empty in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                            and p not in object_dirs and not any(p.iterdir())):  # fmt: skip
+                            and p not in folders and not any(p.iterdir())):  # fmt: skip
             yield IngestionError(empty, "object folder is empty",
                                  f"add its images, remove the folder, {skip_hint()}")  # fmt: skip
-    for obj_dir in object_dirs:
+    for obj_dir in folders:
         if (bad := _name_problem(obj_dir)) is not None:
             yield bad
             continue
@@ -219,15 +162,6 @@ def list_goodsad(dataset: str, root: Path, objects: list[str] | None = None):
     return _walk(dataset, root, objects, ("train", "test"), _goodsad_masks)
 
 
-def _annotated(name: str):
-    def lister(dataset: str, root: Path, objects: list[str] | None = None, **options):
-        from emit_iad.sources import annotated
-
-        return getattr(annotated, name)(dataset, root, objects, **options)
-
-    return lister
-
-
 LAYOUTS: dict[str, Callable[..., Iterator[Candidate | IngestionError]]] = {
     "mvtec_ad": list_mvtec_ad,
     "synthetic": list_mvtec_ad,  # the generator writes MVTec-AD's layout
@@ -235,8 +169,8 @@ LAYOUTS: dict[str, Callable[..., Iterator[Candidate | IngestionError]]] = {
     "mvtec_loco": list_mvtec_loco,
     "mpdd": list_mvtec_ad,  # MPDD is published in MVTec-AD's layout
     "goodsad": list_goodsad,
-    "real_iad": _annotated("list_real_iad"),
-    "vision": _annotated("list_vision"),
+    "real_iad": annotated.list_real_iad,
+    "vision": annotated.list_vision,
 }
 # Layout-specific settings of a source (``options`` of its entry), with their meaning.
 LAYOUT_OPTIONS: dict[str, dict[str, str]] = {

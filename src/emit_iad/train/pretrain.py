@@ -34,6 +34,7 @@ class PretrainConfig:
     rationale: str = "options"
     seed: int = 0
     val_max_questions: int = 100
+    val_every: int = 1  # epochs between validations (the last always); training is unchanged
     prompt: dict = field(default_factory=lambda: {"k_shot": 1, "template_source": "similar"})
 
     @classmethod
@@ -67,6 +68,7 @@ def pretrain_base(vlm: VLM, train: pd.DataFrame, val: pd.DataFrame, config: Pret
                     lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
                     seed=config.seed, checkpoint_every=0,
                     val_max_questions=config.val_max_questions, val_max_new_tokens=96,
+                    val_every=config.val_every,
                     prompt=dict(config.prompt))  # fmt: skip
     seen = general_questions(train, config.tasks)
     out, history = train_sft(vlm, seen, general_questions(val, config.tasks), sft,

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from emit_iad.atomic import atomic_directory, recover
+from emit_iad.atomic import atomic_directory
 from emit_iad.vlm.chat import Batch, PromptConfig, collate
-from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule, fewshot_heatmap, inject_tokens
+from emit_iad.vlm.families import STRUCTURAL_TOKENS, TOWERS
+from emit_iad.vlm.fewshot import FewShotModule, fewshot_heatmap, inject_tokens
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
-from emit_iad.vlm.vision import TOWERS, default_heatmap_images, find_tower
+from emit_iad.vlm.vision import default_heatmap_images, find_tower
 
 log = logging.getLogger(__name__)
 META_FILE = "emit_iad.json"
@@ -169,9 +170,7 @@ class VLM:
     def structural_token_ids(self) -> list[int]:
         """Image and few-shot placeholder tokens: a reply must never contain them."""
         tok = self.processor.tokenizer
-        names = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", FEWSHOT_TOKEN,
-                 "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
-                 "<|video_pad|>"]  # fmt: skip
+        names = [*STRUCTURAL_TOKENS, FEWSHOT_TOKEN]  # of every family (vlm/families.py)
         vocab = tok.get_vocab()
         return [vocab[n] for n in names if n in vocab]
 
@@ -240,60 +239,6 @@ class VLM:
                           str(tmp / FEWSHOT_FILE))  # fmt: skip
                 meta["fewshot"] = self.fewshot.config.to_dict()
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-
-    @classmethod
-    def load(
-        cls, folder: str | Path, dtype: str | torch.dtype = "auto", device: str = "cpu"
-    ) -> VLM:
-        from transformers import AutoProcessor
-
-        # loading imports this module
-        from emit_iad.vlm.loading import load_pretrained, resolve_device
-
-        folder = Path(folder)
-        if not folder.exists():
-            recover(folder)  # a save killed mid-swap: finish or undo it
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
-            raise ModelLoadError(f"{folder}: no {META_FILE}; not a model directory of emit-iad")
-        meta = json.loads(meta_path.read_text())
-        check_complete(folder, meta)
-        if dtype == "auto" and meta.get("dtype"):
-            dtype = meta["dtype"]  # the dtype it was trained and saved in
-        full = (folder / "config.json").is_file()
-        if not full:  # a delta over a named base: adapter and/or trained tensors
-            from peft import PeftModel
-
-            base = meta.get("base_model")
-            if not base:
-                raise ModelLoadError(f"{meta_path}: no weights here and no `base_model` named")
-            base_vlm = load_pretrained(base, dtype=dtype, device=device, with_fewshot=False)
-            model = base_vlm.model
-            if (folder / "adapter_config.json").is_file():
-                if not (folder / "adapter_model.safetensors").is_file():  # never a pickle
-                    raise ModelLoadError(f"{folder}: the adapter is not in "
-                                         "adapter_model.safetensors; emit-iad loads "
-                                         "safetensors only (a pickle can run code)")  # fmt: skip
-                model = PeftModel.from_pretrained(model, folder, is_trainable=False)
-            if (folder / TRAINED_FILE).is_file():
-                tensors = load_file(str(folder / TRAINED_FILE))
-                result = base_model_of(model).load_state_dict(tensors, strict=False)
-                if result.unexpected_keys:
-                    raise ModelLoadError(
-                        f"{folder / TRAINED_FILE}: tensors {result.unexpected_keys[:3]} are not "
-                        f"in the base {base!r}; was it trained from another model?"
-                    )
-            processor = AutoProcessor.from_pretrained(folder, trust_remote_code=False)
-        else:
-            loaded = load_pretrained(str(folder), dtype=dtype, device=device, with_fewshot=False)
-            model, processor = loaded.model, loaded.processor
-        fewshot = None
-        if "fewshot" in meta and (folder / FEWSHOT_FILE).is_file():
-            hidden = base_model_of(model).config.text_config.hidden_size
-            fewshot = FewShotModule(hidden, FewShotConfig.from_dict(meta["fewshot"]))
-            fewshot.load_state_dict(load_file(str(folder / FEWSHOT_FILE)))
-            fewshot.to(resolve_device(device))
-        return cls(model, processor, fewshot, meta)
 
 
 def check_complete(folder: Path, meta: dict) -> None:

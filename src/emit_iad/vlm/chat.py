@@ -30,7 +30,8 @@ from PIL import Image
 from emit_iad.mmad.protocol import ANOMALY_DETECTION, DEFECT_TYPES, LETTERS, TEXT_QUERY_PREFIX
 from emit_iad.sources.images import load_rgb
 from emit_iad.vlm.encoding import ENCODINGS, assemble, encode_one, keeps
-from emit_iad.vlm.vision import HEATMAP_IMAGES, heatmap_pixels
+from emit_iad.vlm.families import DEFAULT as DEFAULT_FAMILY
+from emit_iad.vlm.vision import heatmap_pixels
 
 INSTRUCTION = (
     "You are an industrial inspector who checks products by images. You should judge whether "
@@ -285,7 +286,7 @@ def collate(
                                 return_tensors="pt", **kwargs))  # fmt: skip
     batch = Batch(inputs, prompts)
     if fs_rows:
-        settings = heatmap_kwargs if heatmap_kwargs is not None else HEATMAP_IMAGES
+        settings = DEFAULT_FAMILY.heatmap_images if heatmap_kwargs is None else heatmap_kwargs
         keyed = fs_query + fs_template
         pix = (_heatmap_pixels(processor, keyed, settings) if cached else
                heatmap_pixels(processor.image_processor, [im for _, im in keyed], settings))

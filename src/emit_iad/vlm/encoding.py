@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from cachetools import LRUCache
 
-# outputs aligned with the tokens (left padded); every other output is concatenated
-TOKEN_ALIGNED = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0,
-                 "mm_token_type_ids": 0}  # fmt: skip
+# processor outputs aligned with the tokens (rows × sequence; left padded, with these values,
+# None: the tokenizer's pad id); every other output is per image (concatenated)
+TOKEN_ALIGNED = {"input_ids": None, "attention_mask": 0, "mm_token_type_ids": 0,
+                 "token_type_ids": 0}  # fmt: skip
+TOKEN_KEYS = tuple(TOKEN_ALIGNED)
 ENCODING_CACHE_BYTES = 1024 * 2**20  # the offline SFT set needs about 250 MB
 
 

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from emit_iad.vlm.bundle import VLM, ModelLoadError, base_model_of, vision_tower
+from emit_iad.atomic import recover
+from emit_iad.vlm.bundle import (
+    FEWSHOT_FILE,
+    META_FILE,
+    TRAINED_FILE,
+    VLM,
+    ModelLoadError,
+    base_model_of,
+    check_complete,
+    vision_tower,
+)
+from emit_iad.vlm.families import ALIGNERS, TOWERS, VISION_LORA_TARGETS
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule
 from emit_iad.vlm.tiny import FEWSHOT_TOKEN
 
@@ -174,7 +187,7 @@ def add_lora(
         pattern = text
         if vision:
             names = vision_targets or VISION_LORA_TARGETS
-            pattern = rf"({text})|(.*({'|'.join(VISION_TOWERS)})\..*\.({'|'.join(names)}))"
+            pattern = rf"({text})|(.*({'|'.join(TOWERS)})\..*\.({'|'.join(names)}))"
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern)
     vlm.model = get_peft_model(vlm.model, config)
     return vlm
@@ -188,7 +201,7 @@ def all_linear(model: torch.nn.Module, targets, vision: bool, vision_targets) ->
             continue
         if any(a in name for a in ALIGNERS):
             continue
-        tower = any(f".{t}." in f".{name}." for t in VISION_TOWERS)
+        tower = any(f".{t}." in f".{name}." for t in TOWERS)
         if (tower and not vision) or (not tower and "language_model" not in name):
             continue
         wanted = (vision_targets or VISION_LORA_TARGETS) if tower else targets
@@ -197,15 +210,6 @@ def all_linear(model: torch.nn.Module, targets, vision: bool, vision_targets) ->
     if not out:
         raise ValueError("LoRA all-linear: no linear layer found in the language model")
     return out
-
-
-# InternVL-hf's attention and MLP projections (vision tower) and Qwen2.5-VL's (`visual`)
-VISION_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "projection_layer", "fc1", "fc2", "qkv",
-                       "proj", "gate_proj", "up_proj", "down_proj")  # fmt: skip
-VISION_TOWERS = ("vision_tower", "visual")
-# the aligner between vision and language: InternVL's `mlp1` (HF: multi_modal_projector),
-# Qwen2.5-VL's patch merger
-ALIGNERS = ("multi_modal_projector", "visual.merger")
 
 
 def enable_checkpointing(vlm: VLM) -> None:
@@ -255,3 +259,52 @@ def set_trainable(vlm: VLM, parts: Sequence[str]) -> list[str]:
     if vlm.fewshot is not None:
         names += [f"fewshot.{n}" for n, p in vlm.fewshot.named_parameters() if p.requires_grad]
     return names
+
+
+def load_vlm(folder: str | Path, dtype: str | torch.dtype = "auto", device: str = "cpu") -> VLM:
+    """A model directory written by :meth:`VLM.save`: a whole model, or a delta (adapter,
+    trained tensors) over the base its ``emit_iad.json`` names; with its few-shot module."""
+    folder = Path(folder)
+    if not folder.exists():
+        recover(folder)  # a save killed mid-swap: finish or undo it
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise ModelLoadError(f"{folder}: no {META_FILE}; not a model directory of emit-iad")
+    meta = json.loads(meta_path.read_text())
+    check_complete(folder, meta)
+    if dtype == "auto" and meta.get("dtype"):
+        dtype = meta["dtype"]  # the dtype it was trained and saved in
+    full = (folder / "config.json").is_file()
+    if not full:  # a delta over a named base: adapter and/or trained tensors
+        from peft import PeftModel
+
+        base = meta.get("base_model")
+        if not base:
+            raise ModelLoadError(f"{meta_path}: no weights here and no `base_model` named")
+        base_vlm = load_pretrained(base, dtype=dtype, device=device, with_fewshot=False)
+        model = base_vlm.model
+        if (folder / "adapter_config.json").is_file():
+            if not (folder / "adapter_model.safetensors").is_file():  # never a pickle
+                raise ModelLoadError(f"{folder}: the adapter is not in "
+                                     "adapter_model.safetensors; emit-iad loads "
+                                     "safetensors only (a pickle can run code)")  # fmt: skip
+            model = PeftModel.from_pretrained(model, folder, is_trainable=False)
+        if (folder / TRAINED_FILE).is_file():
+            tensors = load_file(str(folder / TRAINED_FILE))
+            result = base_model_of(model).load_state_dict(tensors, strict=False)
+            if result.unexpected_keys:
+                raise ModelLoadError(
+                    f"{folder / TRAINED_FILE}: tensors {result.unexpected_keys[:3]} are not "
+                    f"in the base {base!r}; was it trained from another model?"
+                )
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=False)
+    else:
+        loaded = load_pretrained(str(folder), dtype=dtype, device=device, with_fewshot=False)
+        model, processor = loaded.model, loaded.processor
+    fewshot = None
+    if "fewshot" in meta and (folder / FEWSHOT_FILE).is_file():
+        hidden = base_model_of(model).config.text_config.hidden_size
+        fewshot = FewShotModule(hidden, FewShotConfig.from_dict(meta["fewshot"]))
+        fewshot.load_state_dict(load_file(str(folder / FEWSHOT_FILE)))
+        fewshot.to(resolve_device(device))
+    return VLM(model, processor, fewshot, meta)

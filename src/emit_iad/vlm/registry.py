@@ -15,13 +15,14 @@ import mlflow
 import pandas as pd
 
 from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 
 
 class EMITPyfunc(mlflow.pyfunc.PythonModel):
     """Answers MMAD question records (columns of the question tables) with MMAD's protocol."""
 
     def load_context(self, context) -> None:
-        self.vlm = VLM.load(context.artifacts["model_dir"])
+        self.vlm = load_vlm(context.artifacts["model_dir"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> list[str]:
         from emit_iad.vlm.answering import LocalAnswerer

@@ -21,20 +21,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-TOWERS = ("vision_tower", "visual")  # InternVL-hf, Qwen2.5-VL
-QWEN_TYPES = ("qwen2_5_vl", "qwen2_vl")
-# the heatmap's query and template when the model's images.heatmap says nothing: one 448 px
-# tile each (InternVL), or the image resized to a 448 px square (Qwen): a 32 x 32 patch grid
-HEATMAP_IMAGES = {"crop_to_patches": False}
-QWEN_HEATMAP_IMAGES = {"square": 448}
-
-
-def is_qwen(config) -> bool:
-    return getattr(config, "model_type", "") in QWEN_TYPES
+from emit_iad.vlm.families import TOWERS, family_of
 
 
 def default_heatmap_images(config) -> dict:
-    return dict(QWEN_HEATMAP_IMAGES if is_qwen(config) else HEATMAP_IMAGES)
+    """The heatmap's image settings of the model's family (vlm/families.py)."""
+    return dict(family_of(config).heatmap_images)
 
 
 def find_tower(model: nn.Module) -> nn.Module | None:

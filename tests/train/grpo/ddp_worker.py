@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
-from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 
 
 def main(model_dir: str, questions: str, out: str) -> None:
@@ -17,7 +17,7 @@ def main(model_dir: str, questions: str, out: str) -> None:
     config = GRPOConfig(tasks=("Anomaly Detection", "Defect Localization"), group_size=4,
                         max_new_tokens=8, batch_size=2, steps=2, lr=1e-3, checkpoint_every=0,
                         val_max_questions=0, trainable=("full", "fewshot"), difficulty_aware=False)  # fmt: skip
-    vlm, history, _ = train_grpo(VLM.load(model_dir), data, data.iloc[:0], config, f"{out}/ckpt")
+    vlm, history, _ = train_grpo(load_vlm(model_dir), data, data.iloc[:0], config, f"{out}/ckpt")
     import accelerate
 
     rank = accelerate.PartialState().process_index

@@ -7,7 +7,7 @@ import torch
 
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.train.grpo.rewards import REWARDS
-from emit_iad.vlm.bundle import VLM
+from emit_iad.vlm.loading import load_vlm
 from tests.helpers import StopAt
 
 
@@ -37,7 +37,7 @@ REWARDS.setdefault("test_letters", lambda: lambda completions, **_: [
 
 def test_a_few_steps_change_the_lora_adapter_and_log_every_metric(tiny_vlm, questions, tmp_path):
     tiny_vlm.save(tmp_path / "base")
-    vlm = VLM.load(tmp_path / "base")
+    vlm = load_vlm(tmp_path / "base")
     vlm.meta["base_model"] = str(tmp_path / "base")
     config = small(trainable=("lora", "fewshot"), beta=0.05,
                    rewards={"accuracy": 3.0, "format": 1.0, "test_letters": 1.0})  # fmt: skip
@@ -74,11 +74,11 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_vlm, question
     tiny_vlm.save(tmp_path / "base")
     config = small(steps=4, checkpoint_every=2)
     whole, whole_history, _ = train_grpo(
-        VLM.load(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "w")
+        load_vlm(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "w")
     )
     with pytest.raises(KeyboardInterrupt):
         train_grpo(
-            VLM.load(tmp_path / "base"),
+            load_vlm(tmp_path / "base"),
             questions,
             questions.iloc[:0],
             config,
@@ -87,7 +87,7 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_vlm, question
         )
     assert (tmp_path / "r/checkpoint-2").is_dir()
     resumed, history, _ = train_grpo(
-        VLM.load(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "r")
+        load_vlm(tmp_path / "base"), questions, questions.iloc[:0], config, str(tmp_path / "r")
     )
     # the curves are whole: steps 1-2 come with the checkpoint, as the first run logged them
     assert history.step.tolist() == whole_history.step.tolist() == [1, 2, 3, 4]
@@ -95,7 +95,7 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters(tiny_vlm, question
     moved = [
         not torch.equal(a, b)
         for a, b in zip(
-            whole.model.parameters(), VLM.load(tmp_path / "base").model.parameters(), strict=True
+            whole.model.parameters(), load_vlm(tmp_path / "base").model.parameters(), strict=True
         )
     ]
     assert any(moved)
@@ -133,7 +133,7 @@ def test_probe_measures_the_same_val_prompts_before_and_after_without_changing_t
     runs = {}
     for probes in (0, 3):
         config = small(probe_prompts=probes, val_max_questions=0)
-        out, history, _ = train_grpo(VLM.load(tmp_path / "base"), questions, val, config,
+        out, history, _ = train_grpo(load_vlm(tmp_path / "base"), questions, val, config,
                                      str(tmp_path / f"c{probes}"))  # fmt: skip
         runs[probes] = (out, history)
     history = runs[3][1]
@@ -160,7 +160,7 @@ def test_every_step_logs_its_completions_with_their_rewards(tiny_vlm, questions,
     mlflow.set_experiment("completions")
     try:
         with mlflow.start_run() as run:
-            train_grpo(tiny_vlm.__class__.load(_saved(tiny_vlm, tmp_path)), questions,
+            train_grpo(load_vlm(_saved(tiny_vlm, tmp_path)), questions,
                        questions.iloc[:0], small(probe_prompts=0), str(tmp_path / "c"))  # fmt: skip
         folder = mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
                                                      artifact_path="completions")  # fmt: skip

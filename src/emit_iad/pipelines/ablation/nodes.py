@@ -1,4 +1,4 @@
-"""Thin adapters between the catalog and :mod:`emit_iad.evaluate.ablation`."""
+"""Thin adapters between the catalog and :mod:`emit_iad.experiments.ablation`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import logging
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emit_iad.evaluate.ablation import (
+from emit_iad.evaluate.report import radar_chart
+from emit_iad.evaluate.runner import load_benchmark
+from emit_iad.evaluate.stats import correct_matrix, step_intervals
+from emit_iad.experiments.ablation import (
     COLUMNS,
     AblationConfig,
     curves_figure,
@@ -16,10 +19,8 @@ from emit_iad.evaluate.ablation import (
     to_markdown,
     training_summary,
 )
-from emit_iad.evaluate.report import radar_chart
-from emit_iad.evaluate.runner import load_benchmark
-from emit_iad.evaluate.stats import correct_matrix, step_intervals
 from emit_iad.mmad import protocol as p
+from emit_iad.pipelines.training import loop_settings
 from emit_iad.vlm.bundle import VLM
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,10 @@ STEPS = [("Base", "SFT"), ("SFT", "SFT + GRPO"), ("SFT + GRPO", "SFT + DA-GRPO")
 def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame,
                     test_benchmark: dict, grpo: dict, evaluation: dict,
                     ablation: dict):  # fmt: skip
+    """Every variant with every seed from the SFT model, each scored on the test benchmark:
+    the runs' scores, their training histories and every answer."""
     config = AblationConfig.from_params(ablation)
+    settings, checkpoint_dir = loop_settings(grpo, "grpo")
     questions, _ = load_benchmark(test_benchmark["mmad_json"], test_benchmark["image_root"])
 
     def bar(variant, seed):
@@ -44,9 +48,7 @@ def train_and_score(sft_model: VLM, train_questions: pd.DataFrame, val_questions
 
     return run_ablation(
         sft_model, train_questions, val_questions, questions,
-        {k: v for k, v in grpo.items() if k != "checkpoint_dir"}, evaluation, config,
-        grpo.get("checkpoint_dir", "data/06_models/.grpo_checkpoints") + "_ablation", bar,
-        score_bar,
+        settings, evaluation, config, checkpoint_dir + "_ablation", bar, score_bar,
     )  # fmt: skip
 
 
@@ -78,6 +80,9 @@ def intervals(per_question: pd.DataFrame, answers: pd.DataFrame, holdout: list[s
 
 def report(mmad_accuracy: pd.DataFrame, runs: pd.DataFrame, histories: pd.DataFrame,
            per_question: pd.DataFrame, answers: pd.DataFrame, qa: dict):  # fmt: skip
+    """EMIT's ablation table beside the evaluation's base and SFT rows, the training summary,
+    radar and curves, DVC metrics, and each step's gain with its interval on seen and held-out
+    objects."""
     if "scoring" in mmad_accuracy:  # the evaluation's primary scoring mode (its rows come first)
         mmad_accuracy = mmad_accuracy[mmad_accuracy.scoring == mmad_accuracy.scoring.iloc[0]]
     averages = mmad_accuracy[mmad_accuracy.dataset == "Average"].set_index("model")

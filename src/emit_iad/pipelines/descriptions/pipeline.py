@@ -4,15 +4,20 @@ from emit_iad.pipelines.descriptions.nodes import describe_objects, preview_desc
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    """The descriptions stage (`kedro run --pipelines=descriptions`)."""
     return Pipeline(
         [
             Node(
-                describe_objects,
-                ["image_index", "params:descriptions", "openai_credentials"],
-                ["descriptions", "descriptions_report", "descriptions_metrics"],
+                func=describe_objects,
+                inputs=["image_index", "params:descriptions", "openai_credentials"],
+                outputs=["descriptions", "descriptions_report", "descriptions_metrics"],
                 name="describe_objects",
             ),
-            Node(preview_descriptions, "descriptions", "descriptions_preview",
-                 name="preview_descriptions"),
+            Node(
+                func=preview_descriptions,
+                inputs="descriptions",
+                outputs="descriptions_preview",
+                name="preview_descriptions",
+            ),
         ]
-    )  # fmt: skip
+    )

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
+from emit_iad.pipelines.training import loop_settings
 from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
 from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM
@@ -16,15 +17,17 @@ from emit_iad.vlm.registry import provenance, register_stage
 
 
 def train(sft_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, grpo: dict):
-    config = GRPOConfig.from_params({k: v for k, v in grpo.items() if k != "checkpoint_dir"})
+    """EMIT's stage 2 from the SFT model: the trained model, the per-step history, sampled
+    completions with their rewards, and the curves."""
+    settings, checkpoint_dir = loop_settings(grpo, "grpo")
+    config = GRPOConfig.from_params(settings)
 
     def bar(total, done):
         return tqdm(total=total, initial=done, desc="grpo", unit="step",
                     disable=not is_main_process())  # one bar per launch
 
     model, history, samples = train_grpo(
-        sft_model, train_questions, val_questions, config,
-        grpo.get("checkpoint_dir", "data/06_models/.grpo_checkpoints"), bar,
+        sft_model, train_questions, val_questions, config, checkpoint_dir, bar,
     )  # fmt: skip
     model.meta.update(stage="grpo", tasks=list(config.tasks), trainable=list(config.trainable),
                       difficulty_aware=config.difficulty_aware, answer_format="think",

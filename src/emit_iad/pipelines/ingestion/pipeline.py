@@ -8,13 +8,26 @@ from emit_iad.pipelines.ingestion.nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    """The ingestion stage (`kedro run --pipelines=ingestion`)."""
     return Pipeline(
         [
-            Node(generate_synthetic_data, "params:ingestion", "synthetic_manifest",
-                 name="generate_synthetic_data"),
-            Node(index_images, ["params:ingestion", "synthetic_manifest"],
-                 ["image_index", "ingestion_report"], name="index_images"),
-            Node(summarize_index, ["image_index", "ingestion_report"],
-                 ["ingestion_metrics", "ingestion_overview"], name="summarize_index"),
+            Node(
+                func=generate_synthetic_data,
+                inputs="params:ingestion",
+                outputs="synthetic_manifest",
+                name="generate_synthetic_data",
+            ),
+            Node(
+                func=index_images,
+                inputs=["params:ingestion", "synthetic_manifest"],
+                outputs=["image_index", "ingestion_report"],
+                name="index_images",
+            ),
+            Node(
+                func=summarize_index,
+                inputs=["image_index", "ingestion_report"],
+                outputs=["ingestion_metrics", "ingestion_overview"],
+                name="summarize_index",
+            ),
         ]
-    )  # fmt: skip
+    )

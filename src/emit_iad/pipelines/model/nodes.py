@@ -27,10 +27,12 @@ def build_model(train_questions, val_questions, descriptions, model: dict):
 
 
 def check_heatmap(base_model: VLM, test_questions: pd.DataFrame, model: dict):
-    """Image/pixel AUROC of the raw few-shot heatmap on the test queries, and overlays."""
+    """Image/pixel AUROC of the raw few-shot heatmap on the test queries (as MLflow metrics and
+    as DVC metrics, ``heatmap.json``), and overlays."""
     config = ModelConfig.from_params(model)
     fs = config.fewshot_config() or (base_model.fewshot.config if base_model.fewshot else None)
     if fs is None:
-        return {}, None
+        return {}, {}, None
     metrics, figure = heatmap_sanity(base_model, test_questions, fs, **config.sanity)
-    return {f"heatmap.{k}": {"value": v, "step": 0} for k, v in metrics.items()}, figure
+    dvc = {f"heatmap.{k}": round(float(v), 4) for k, v in metrics.items()}
+    return {f"heatmap.{k}": {"value": v, "step": 0} for k, v in metrics.items()}, dvc, figure

@@ -42,6 +42,7 @@ def build_questions(image_index: pd.DataFrame, descriptions: pd.DataFrame, qa: d
 
 
 def summarize_questions(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame):
+    """Counts per split, type and answer letter, their chart, and the counts as metrics."""
     summary = question_summary(pd.concat([train, val, test]))
     metrics = {
         f"{split}.{kind}": {"value": float(v), "step": 0}

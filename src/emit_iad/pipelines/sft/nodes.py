@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
+from emit_iad.pipelines.training import loop_settings
 from emit_iad.train.sft import SFTConfig, train_sft
 from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM
@@ -16,7 +17,10 @@ from emit_iad.vlm.registry import provenance, register_stage
 
 
 def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.DataFrame, sft: dict):
-    config = SFTConfig.from_params({k: v for k, v in sft.items() if k != "checkpoint_dir"})
+    """EMIT's stage 1 on the guarded question sets: the trained model (its meta says what
+    trained on what), the per-step history and its curves."""
+    settings, checkpoint_dir = loop_settings(sft, "sft")
+    config = SFTConfig.from_params(settings)
 
     def bar(total, done):
         return tqdm(total=total, initial=done, desc="sft", unit="step",
@@ -27,7 +31,7 @@ def train(base_model: VLM, train_questions: pd.DataFrame, val_questions: pd.Data
         train_questions,
         val_questions,
         config,
-        sft.get("checkpoint_dir", "data/06_models/.sft_checkpoints"),
+        checkpoint_dir,
         bar,
     )
     model.meta.update(

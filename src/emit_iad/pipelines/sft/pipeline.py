@@ -5,13 +5,26 @@ from emit_iad.pipelines.sft.nodes import register, train
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    """The sft stage (`kedro run --pipelines=sft`)."""
     return Pipeline(
         [
-            Node(guard_questions, guard_node_inputs(("train_questions", "val_questions")),
-                 ["sft_train_set", "sft_val_set"], name="guard_sft_questions"),
-            Node(train, ["base_model@vlm", "sft_train_set", "sft_val_set", "params:sft"],
-                 ["sft_model@vlm", "sft_history", "sft_curves"], name="train_sft"),
-            Node(register, ["sft_model@vlm", "sft_history"], "sft_registry_metrics",
-                 name="register_sft"),
+            Node(
+                func=guard_questions,
+                inputs=guard_node_inputs(("train_questions", "val_questions")),
+                outputs=["sft_train_set", "sft_val_set"],
+                name="guard_sft_questions",
+            ),
+            Node(
+                func=train,
+                inputs=["base_model@vlm", "sft_train_set", "sft_val_set", "params:sft"],
+                outputs=["sft_model@vlm", "sft_history", "sft_curves"],
+                name="train_sft",
+            ),
+            Node(
+                func=register,
+                inputs=["sft_model@vlm", "sft_history"],
+                outputs="sft_registry_metrics",
+                name="register_sft",
+            ),
         ]
-    )  # fmt: skip
+    )

@@ -30,7 +30,7 @@ from emit_iad.train.grpo.advantages import ADVANTAGE_ESTIMATORS
 from emit_iad.train.grpo.loss import loss_named
 from emit_iad.train.grpo.plan import plan_launch
 from emit_iad.train.grpo.resampling import VARIANTS, FillStats, Resampler
-from emit_iad.train.grpo.rewards import answer_letter, build_rewards
+from emit_iad.train.grpo.rewards import build_rewards, is_correct
 from emit_iad.train.grpo.rollout import LoraReference, Response, Sampler
 from emit_iad.train.grpo.update import update
 from emit_iad.train.harness import (
@@ -248,7 +248,7 @@ def train_grpo(
     tok = vlm.processor.tokenizer
 
     def correct(record, response: Response) -> bool:
-        return answer_letter(response.text, len(record["options"])) == record["answer"]
+        return is_correct(response.text, record["answer"], len(record["options"]))
 
     resampler = Resampler(sampler, correct, config.group_size, config.do_resample,
                           config.max_resample_rounds, sample_many=sampler.many,

@@ -1,7 +1,10 @@
 """Reward functions, one contract: ``(completions, **columns) -> list[float]``.
 
-Question columns come as keyword lists (``answer``, ``options``). Parameterised rewards are
-made by small factories. The registry refuses unknown or duplicate names, with the valid list.
+Every column of the question record comes as a keyword list, one value per completion
+(``answer``, ``options``, ``type``, ``object``, ``defect``, ``mask_path`` …, and the sampler's
+``completion_tokens``), in TRL's manner; a reward takes what it needs and ``**_`` the rest.
+Parameterised rewards are made by small factories. The registry refuses unknown or duplicate
+names, with the valid list.
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ def answer_letter(completion: str, n_options: int) -> str | None:
     return letter if letter is not None and letter in LETTERS[:n_options] else None
 
 
+def is_correct(completion: str, answer: str, n_options: int) -> bool:
+    """What "correct" means everywhere (accuracy, cosine, resampling): the question's letter
+    inside ``<answer>``.
+
+    >>> is_correct("<think>x</think><answer>B</answer>", "B", 2), is_correct("B", "B", 2)
+    (True, False)
+    """
+    return answer_letter(completion, n_options) == answer
+
+
 @register("accuracy")
 def accuracy_reward() -> RewardFn:
     """1 correct, 0 wrong, −1 when ``<answer>`` holds no valid letter (EMIT).
@@ -58,8 +71,8 @@ def accuracy_reward() -> RewardFn:
     def fn(completions, answer, options, **_):
         out = []
         for c, a, o in zip(completions, answer, options, strict=True):
-            letter = answer_letter(c, len(o))
-            out.append(-1.0 if letter is None else float(letter == a))
+            valid = answer_letter(c, len(o)) is not None
+            out.append(float(is_correct(c, a, len(o))) if valid else -1.0)
         return out
 
     return fn
@@ -126,7 +139,8 @@ def cosine_reward(max_len: int = 512, soft_cache_length: int = 0, invalid: float
             if letter is None and invalid is not None:
                 out.append(float(invalid))
                 continue
-            out.append(cosine_scaled(max(0, n - soft_cache_length), letter == a, span, **bounds))
+            right = is_correct(c, a, len(o))
+            out.append(cosine_scaled(max(0, n - soft_cache_length), right, span, **bounds))
         return out
 
     return fn

@@ -15,6 +15,7 @@ import torch
 from emit_iad.train.harness import whole_parameters
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import Batch, PromptConfig
+from emit_iad.vlm.encoding import TOKEN_KEYS
 
 
 @dataclass
@@ -95,10 +96,6 @@ class Sampler:
             ids = row[: int(ends[0]) + 1] if len(ends) else row
             responses.append(Response(tok.decode(ids, skip_special_tokens=True), ids))
         return [responses[i * n : (i + 1) * n] for i in range(len(records))]
-
-
-# per-token processor outputs (rows × sequence); every other output is per image
-TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 @dataclass

@@ -51,6 +51,20 @@ class ScoredGroup:
     weight: float = 1.0  # 0: a stand-in that gives a process as many passes as the others
 
 
+def reward_columns(record, n: int, completion_tokens: list[int]) -> dict[str, list]:
+    """Every column of the question record, once per completion (TRL's manner: a reward that
+    needs the type, the object or the mask reads it), and the sampler's token counts.
+
+    >>> cols = reward_columns({"answer": "B", "options": ("x", "y"), "type": "AD"}, 2, [3, 4])
+    >>> cols["type"], cols["options"], cols["completion_tokens"]
+    (['AD', 'AD'], [['x', 'y'], ['x', 'y']], [3, 4])
+    """
+    cols = {str(k): [v] * n for k, v in dict(record).items()}
+    cols["options"] = [list(record["options"])] * n
+    cols["completion_tokens"] = list(completion_tokens)
+    return cols
+
+
 def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Sampler,
                  pad_id: int, own: Sequence[int] | None = None,
                  ) -> tuple[list[ScoredGroup], dict, list[dict]]:  # fmt: skip
@@ -64,11 +78,7 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
     for g in groups:
         texts = [r.text for r in g.responses]
         texts_of.append(texts)
-        cols = {
-            "answer": [g.prompt["answer"]] * len(texts),
-            "options": [list(g.prompt["options"])] * len(texts),
-            "completion_tokens": [len(r.ids) for r in g.responses],
-        }
+        cols = reward_columns(g.prompt, len(texts), [len(r.ids) for r in g.responses])
         total, parts = score(texts, cols, rewards)
         totals.append(total)
         partss.append(parts)

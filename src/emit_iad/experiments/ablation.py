@@ -33,6 +33,7 @@ from emit_iad.train.world import in_workers
 from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import PromptConfig
+from emit_iad.vlm.loading import load_vlm
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_ablation.yml"
@@ -237,7 +238,7 @@ def _worker(folder: str, job: _Job, train, val, questions, evaluation: dict,
     import torch
 
     torch.set_num_threads(threads)
-    _train_and_score(job, VLM.load(folder), train, val, questions, evaluation)
+    _train_and_score(job, load_vlm(folder), train, val, questions, evaluation)
     return f"{job.variant} seed {job.seed}"
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from emit_iad.evaluate.ablation import (
+from emit_iad.experiments.ablation import (
     COLUMNS,
     AblationConfig,
     paper_table,
@@ -101,7 +101,7 @@ def test_each_variant_and_seed_is_a_child_run_and_a_finished_one_is_not_redone(
 ):
     import mlflow
 
-    import emit_iad.evaluate.ablation as ablation
+    import emit_iad.experiments.ablation as ablation
 
     train, test = ablation_inputs
     grpo = {"tasks": ["Anomaly Detection"], "group_size": 2, "max_new_tokens": 6,
@@ -158,7 +158,7 @@ def test_runs_in_worker_processes_are_kept_and_logged_like_the_others(
 ):
     import mlflow
 
-    from emit_iad.evaluate.ablation import run_ablation
+    from emit_iad.experiments.ablation import run_ablation
 
     train, test = ablation_inputs
     grpo = {"tasks": ["Anomaly Detection"], "group_size": 2, "max_new_tokens": 6,
