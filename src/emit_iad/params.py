@@ -115,3 +115,10 @@ def check_types(config_cls: type, params: dict, where: str) -> None:
         if key in hints and _accepts(hints[key], value) is False:
             problem = f"{value!r} is not {_describe(hints[key])}"
             raise ParamError(f"{key}: {problem} ({where})", [key], problem)
+
+
+def choice(key: str, value, choices, where: str) -> None:
+    """Refuse ``value`` of ``key`` unless it is one of ``choices`` (``where``: the file)."""
+    if value not in choices:
+        problem = f"{value!r} is not one of {list(choices)}"
+        raise ParamError(f"{key}: {problem} ({where})", [key], problem)

@@ -14,45 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from emit_iad.params import ParamError, reject_unknown
+from emit_iad.params import ParamError, choice, reject_unknown
 
-EVALUATION_FILE = "conf/base/parameters_evaluation.yml"
 INGESTION_FILE = "conf/base/parameters_ingestion.yml"
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    """Mirrors ``evaluation`` in parameters_evaluation.yml (the stage reads the dict itself;
-    this is its schema)."""
-
-    models: list = field(default_factory=lambda: ["base", "sft", "grpo"])
-    mmad_json: str | None = None
-    image_root: str | None = None
-    prompt: dict = field(default_factory=dict)
-    domain_knowledge_json: str | None = None
-    batch_size: int = 16
-    scoring: str = "strict"
-    max_new_tokens: int = 128
-    dtype: str = "auto"
-    device: str = "cpu"
-    on_error: str = "fail"
-    models_dir: str = "data/06_models"
-    promote_in_experiments: bool = False
-    work_dir: str = "data/07_model_output/partial"
-    baselines: list = field(default_factory=list)
-    llm: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_params(cls, params: dict) -> EvaluationConfig:
-        from emit_iad.mmad.scoring import SCORING_MODES
-        from emit_iad.vlm.chat import PromptConfig
-
-        reject_unknown(cls, params, f"{EVALUATION_FILE} (`evaluation`)")
-        config = cls(**params)
-        _choice("scoring", config.scoring, SCORING_MODES, EVALUATION_FILE)
-        _choice("on_error", config.on_error, ("fail", "skip"), EVALUATION_FILE)
-        PromptConfig.from_params(config.prompt)
-        return config
 
 
 @dataclass(frozen=True)
@@ -70,17 +34,11 @@ class IngestionConfig:
 
         reject_unknown(cls, params, f"{INGESTION_FILE} (`ingestion`)")
         config = cls(**params)
-        _choice("on_error", config.on_error, ("fail", "skip"), INGESTION_FILE)
+        choice("on_error", config.on_error, ("fail", "skip"), INGESTION_FILE)
         for entry in config.sources:
             SourceConfig.from_params(entry)
         SyntheticConfig.from_params(config.synthetic or {})
         return config
-
-
-def _choice(key: str, value, choices, where: str) -> None:
-    if value not in choices:
-        problem = f"{value!r} is not one of {list(choices)}"
-        raise ParamError(f"{key}: {problem} ({where})", [key], problem)
 
 
 def stage_configs() -> dict[str, Callable[[dict], object]]:
@@ -107,7 +65,7 @@ def stage_configs() -> dict[str, Callable[[dict], object]]:
             "qa": lazy("emit_iad.mmad.build", "QAConfig"), "model": model,
             "sft": lazy("emit_iad.train.sft", "SFTConfig", training),
             "grpo": lazy("emit_iad.train.grpo.loop", "GRPOConfig", training),
-            "evaluation": EvaluationConfig.from_params,
+            "evaluation": lazy("emit_iad.evaluate.config", "EvaluationConfig"),
             "ablation": lazy("emit_iad.experiments.ablation", "AblationConfig")}  # fmt: skip
 
 

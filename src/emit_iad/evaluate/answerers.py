@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from emit_iad.evaluate.config import EvaluationConfig, evaluation_config
 from emit_iad.llm_api import ChatClient, ClientConfig, Job
 from emit_iad.llm_api.images import image_part
 from emit_iad.params import nearest
@@ -201,16 +202,15 @@ def load_model(spec: ModelSpec, dtype: str = "auto", device: str = "cpu") -> VLM
     return load_pretrained(spec.ref, dtype=dtype, device=device)
 
 
-def make_answerer(spec: ModelSpec, settings: dict, prompt: PromptConfig, credentials: dict,
-                  knowledge: dict | None = None):  # fmt: skip
-    batch_size = int(settings.get("batch_size", 16))
+def make_answerer(spec: ModelSpec, settings: dict | EvaluationConfig, prompt: PromptConfig,
+                  credentials: dict, knowledge: dict | None = None):  # fmt: skip
+    config = evaluation_config(settings)
     if spec.kind == "openai":
-        llm = {"max_tokens": int(settings.get("max_new_tokens", 128)), "temperature": 0.0,
-               **(settings.get("llm") or {}), "model": spec.ref, "json_mode": False}  # fmt: skip
+        llm = {"max_tokens": config.max_new_tokens, "temperature": 0.0,
+               **(config.llm or {}), "model": spec.ref, "json_mode": False}  # fmt: skip
         client = ChatClient(ClientConfig.from_params(llm), api_key=credentials.get("api_key"),
                             organization=credentials.get("organization"),
                             base_url=credentials.get("base_url"))  # fmt: skip
-        return OpenAIAnswerer(client, prompt, batch_size, knowledge)
-    vlm = load_model(spec, settings.get("dtype", "auto"), settings.get("device", "cpu"))
-    max_new_tokens = int(settings.get("max_new_tokens", 128))
-    return LocalAnswerer(vlm, prompt, batch_size, max_new_tokens, knowledge)
+        return OpenAIAnswerer(client, prompt, config.batch_size, knowledge)
+    vlm = load_model(spec, config.dtype, config.device)
+    return LocalAnswerer(vlm, prompt, config.batch_size, config.max_new_tokens, knowledge)

@@ -15,10 +15,10 @@ import pandas as pd
 
 from emit_iad.describe.mmad import DEFAULT_ALIASES, load_domain_knowledge
 from emit_iad.evaluate.answerers import ModelLoadError, ModelSpec, check_spec, make_answerer
+from emit_iad.evaluate.config import EvaluationConfig, evaluation_config
 from emit_iad.evaluate.runner import ANSWER_FIELDS, load_benchmark, run_benchmark
 from emit_iad.mmad.format import benchmark_id
 from emit_iad.mmad.scoring import (
-    SCORING_MODES,
     metrics_of,
     other_mode,
     score_answers,
@@ -66,12 +66,13 @@ class Evaluation:
         return out
 
 
-def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str, settings: dict) -> str:
+def _fingerprint(spec: ModelSpec, prompt: PromptConfig, benchmark: str,
+                 config: EvaluationConfig) -> str:  # fmt: skip
     """Changes when the model files, the prompt, the benchmark's questions (``benchmark``: its
     :func:`benchmark_id`) or the decoding settings change: the key under which a model's answers
     are kept and resumed."""
     parts = [spec.kind, spec.ref, repr(prompt), benchmark,
-             *(str(settings.get(k)) for k in ("max_new_tokens", "dtype", "device"))]  # fmt: skip
+             *(str(getattr(config, k)) for k in ("max_new_tokens", "dtype", "device"))]  # fmt: skip
     folder = Path(spec.ref)
     if folder.is_dir():
         parts += [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
@@ -99,7 +100,7 @@ def knowledge_from_mmad(path: str | None, aliases: dict | None = None) -> dict |
 def evaluate_models(
     mmad_json: str,
     image_root: str,
-    settings: dict,
+    settings: dict | EvaluationConfig,
     credentials: dict | None = None,
     progress: Callable | None = None,
     stage_folders: dict[str, str] | None = None,
@@ -107,34 +108,31 @@ def evaluate_models(
     """Answer and score the benchmark with every model of ``settings["models"]``; a stage
     name (base, sft, grpo) is the folder ``stage_folders`` gives (the catalog's), else
     ``<models_dir>/<stage>``."""
-    models = settings.get("models") or []
-    if not models:
+    config = evaluation_config(settings)
+    if not config.models:
         raise ValueError(f"evaluation.models is empty in {PARAMS_FILE}")
-    prompt = PromptConfig.from_params(settings.get("prompt"))
-    knowledge = knowledge_from_mmad(settings.get("domain_knowledge_json"))
+    prompt = PromptConfig.from_params(config.prompt)
+    knowledge = knowledge_from_mmad(config.domain_knowledge_json)
     if prompt.domain_knowledge and knowledge is None:
         raise ValueError(
             f"prompt.domain_knowledge needs evaluation.domain_knowledge_json ({PARAMS_FILE})"
         )
-    questions, problems = load_benchmark(mmad_json, image_root, settings.get("on_error", "fail"))
+    questions, problems = load_benchmark(mmad_json, image_root, config.on_error)
     if questions.empty:
         raise ValueError(f"{mmad_json}: no question left to ask")
     _check_k_shot(questions, prompt, mmad_json)
-    scoring = settings.get("scoring", "strict")
-    if scoring not in SCORING_MODES:
-        raise ValueError(f"evaluation.scoring: {scoring!r}; use one of {SCORING_MODES} "
-                         f"({PARAMS_FILE})")  # fmt: skip
-    specs = resolve_specs(settings, stage_folders)  # every entry checked before any question
+    scoring = config.scoring
+    specs = resolve_specs(config, stage_folders)  # every entry checked before any question
     result = Evaluation(problems=problems, scoring=scoring)
-    work_dir = Path(settings.get("work_dir", "data/07_model_output/partial"))
-    batch_size = int(settings.get("batch_size", 16))
+    work_dir = Path(config.work_dir)
+    batch_size = config.batch_size
     benchmark = benchmark_id(mmad_json)  # read and hashed once, not per model
     for spec in specs:
-        key = _fingerprint(spec, prompt, benchmark, settings)
+        key = _fingerprint(spec, prompt, benchmark, config)
         work_file = work_dir / f"{spec.label}-{key}.jsonl"
         # a model's answers are kept under their key as soon as each batch is done: a later
         # failure (another model, the save of the outputs) never costs a finished model again
-        answerer = _Lazy(lambda spec=spec: make_answerer(spec, settings, prompt,
+        answerer = _Lazy(lambda spec=spec: make_answerer(spec, config, prompt,
                                                          credentials or {}, knowledge))  # fmt: skip
         bar = (lambda it, n, label=spec.label: progress(it, n, label)) if progress else None
         answers, speed = run_benchmark(questions, answerer, work_file, batch_size, bar)
@@ -182,12 +180,14 @@ class _Lazy:
         return self._inner.answer(records)
 
 
-def resolve_specs(settings: dict, stage_folders: dict[str, str] | None = None) -> list[ModelSpec]:
+def resolve_specs(settings: dict | EvaluationConfig,
+                  stage_folders: dict[str, str] | None = None) -> list[ModelSpec]:  # fmt: skip
     """Every entry of ``evaluation.models`` parsed and checked (folders complete, registry
     names and aliases existing, no label twice); all problems in one error."""
+    config = evaluation_config(settings)
     specs, problems = [], []
-    for text in settings.get("models") or []:
-        spec = ModelSpec.parse(text, settings.get("models_dir", "data/06_models"))
+    for text in config.models or []:
+        spec = ModelSpec.parse(text, config.models_dir)
         if spec.kind == "stage" and stage_folders and spec.label in stage_folders:
             spec = dataclasses.replace(spec, ref=stage_folders[spec.label])
         if spec.label in {s.label for s in specs}:

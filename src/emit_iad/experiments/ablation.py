@@ -23,6 +23,7 @@ import mlflow
 import pandas as pd
 
 from emit_iad.atomic import atomic_file
+from emit_iad.evaluate.config import evaluation_config
 from emit_iad.evaluate.runner import run_benchmark
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.scoring import score_answers
@@ -92,15 +93,15 @@ def score_model(vlm: VLM, questions: pd.DataFrame, settings: dict,
     """MMAD accuracy table (datasets × tasks, with the Average row) of an in-memory model, in
     the evaluation's scoring mode (``evaluation.scoring``), and its answers (id, question_type,
     correct) for the intervals."""
-    prompt = PromptConfig.from_params(settings.get("prompt"))
-    answerer = LocalAnswerer(vlm, prompt, int(settings.get("batch_size", 16)),
-                             int(settings.get("max_new_tokens", 128)))  # fmt: skip
+    config = evaluation_config(settings)
+    prompt = PromptConfig.from_params(config.prompt)
+    answerer = LocalAnswerer(vlm, prompt, config.batch_size, config.max_new_tokens)
     with tempfile.TemporaryDirectory() as tmp:
         answers, _ = run_benchmark(questions, answerer, Path(tmp) / "answers.jsonl",
-                                   int(settings.get("batch_size", 16)), progress)  # fmt: skip
+                                   config.batch_size, progress)  # fmt: skip
     frame = pd.DataFrame(answers)
     marks = frame.assign(correct=(frame.gpt_answer == frame.correct_answer).astype(int))
-    return (score_answers(frame, settings.get("scoring", "strict")),
+    return (score_answers(frame, config.scoring),
             marks[["id", "question_type", "correct"]])  # fmt: skip
 
 

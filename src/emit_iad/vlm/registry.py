@@ -29,9 +29,10 @@ class EMITPyfunc(mlflow.pyfunc.PythonModel):
         from emit_iad.vlm.chat import PromptConfig
 
         prompt = PromptConfig(**(params or {}).get("prompt", {}))
-        answerer = LocalAnswerer(self.vlm, prompt, batch_size=16)
+        answerer = LocalAnswerer(self.vlm, prompt)  # its default batch size
         records = [r for _, r in model_input.iterrows()]
-        return [t for i in range(0, len(records), 16) for t in answerer.answer(records[i : i + 16])]
+        n = answerer.batch_size
+        return [t for i in range(0, len(records), n) for t in answerer.answer(records[i : i + n])]
 
 
 # What loading the pyfunc imports. Written out rather than inferred: MLflow's inference starts a
