@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
+from kedro.pipeline import Node
 
 from emit_iad.mmad.leakage import check_questions, load_benchmark_images, scored_benchmarks
 
@@ -26,7 +27,19 @@ def guard_questions(
     return train_questions, val_questions
 
 
-def guard_node_inputs(stage_questions: tuple[str, str]) -> list[str]:
-    """Inputs of the guard node: the question sets, the own benchmark and the settings."""
-    return [*stage_questions, "test_benchmark", "params:evaluation.mmad_json",
-            "params:evaluation.image_root", "params:qa.exclude_benchmarks"]  # fmt: skip
+def guard_node(stage: str) -> Node:
+    """The node a training stage starts with: the qa stage's question sets, checked, as
+    ``<stage>_train_set`` and ``<stage>_val_set``."""
+    return Node(
+        func=guard_questions,
+        inputs=[
+            "train_questions",
+            "val_questions",
+            "test_benchmark",
+            "params:evaluation.mmad_json",
+            "params:evaluation.image_root",
+            "params:qa.exclude_benchmarks",
+        ],
+        outputs=[f"{stage}_train_set", f"{stage}_val_set"],
+        name=f"guard_{stage}_questions",
+    )

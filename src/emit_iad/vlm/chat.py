@@ -274,7 +274,8 @@ def collate(
         if cached:
             make = partial(encode_one, processor, prompt, imgs, kwargs)
             encodings.append(ENCODINGS.get(processor, (prompt, tuple(keys), frozen), make))
-        images += imgs
+        else:
+            images += imgs
         if fewshot:
             fs_rows.append(i)
             fs_template.append((keys[0], imgs[0]))

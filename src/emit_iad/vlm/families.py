@@ -16,8 +16,6 @@ class Family:
     model_types: tuple[str, ...]  # config.model_type of the whole model
     tower: str  # attribute name of the vision tower (its module name ends with it)
     aligner: str  # the vision-to-language projector's module name (EMIT's `mlp1`)
-    # the tower takes rows of flattened patches and a grid (image_grid_thw), in merge units
-    patch_rows: bool = False
     # image-processor settings of the heatmap's query and template when the model's
     # images.heatmap says nothing ("square": resize to a square of that side first)
     heatmap_images: dict = field(default_factory=dict)
@@ -44,7 +42,6 @@ FAMILIES: dict[str, Family] = {
             model_types=("qwen2_5_vl", "qwen2_vl"),
             tower="visual",
             aligner="visual.merger",  # the patch merger
-            patch_rows=True,
             heatmap_images={"square": 448},  # resized to 448 px: 32 x 32 patches
             structural_tokens=(
                 "<|vision_start|>",

@@ -1,19 +1,14 @@
 from kedro.pipeline import Node, Pipeline
 
 from emit_iad.pipelines.ablation.nodes import report, train_and_score
-from emit_iad.pipelines.guard import guard_node_inputs, guard_questions
+from emit_iad.pipelines.guard import guard_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """The ablation stage (`kedro run --pipelines=ablation`)."""
     return Pipeline(
         [
-            Node(
-                func=guard_questions,
-                inputs=guard_node_inputs(("train_questions", "val_questions")),
-                outputs=["ablation_train_set", "ablation_val_set"],
-                name="guard_ablation_questions",
-            ),
+            guard_node("ablation"),
             Node(
                 func=train_and_score,
                 inputs=[

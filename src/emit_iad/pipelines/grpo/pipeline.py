@@ -1,19 +1,14 @@
 from kedro.pipeline import Node, Pipeline
 
 from emit_iad.pipelines.grpo.nodes import register, train
-from emit_iad.pipelines.guard import guard_node_inputs, guard_questions
+from emit_iad.pipelines.guard import guard_node
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """The grpo stage (`kedro run --pipelines=grpo`)."""
     return Pipeline(
         [
-            Node(
-                func=guard_questions,
-                inputs=guard_node_inputs(("train_questions", "val_questions")),
-                outputs=["grpo_train_set", "grpo_val_set"],
-                name="guard_grpo_questions",
-            ),
+            guard_node("grpo"),
             Node(
                 func=train,
                 inputs=["sft_model@vlm", "grpo_train_set", "grpo_val_set", "params:grpo"],

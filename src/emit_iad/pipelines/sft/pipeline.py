@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from emit_iad.pipelines.guard import guard_node_inputs, guard_questions
+from emit_iad.pipelines.guard import guard_node
 from emit_iad.pipelines.sft.nodes import register, train
 
 
@@ -8,12 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     """The sft stage (`kedro run --pipelines=sft`)."""
     return Pipeline(
         [
-            Node(
-                func=guard_questions,
-                inputs=guard_node_inputs(("train_questions", "val_questions")),
-                outputs=["sft_train_set", "sft_val_set"],
-                name="guard_sft_questions",
-            ),
+            guard_node("sft"),
             Node(
                 func=train,
                 inputs=["base_model@vlm", "sft_train_set", "sft_val_set", "params:sft"],
