@@ -148,8 +148,9 @@ def step_of(name, s: dict, rows=0, tokens=0, logit_tokens=0, train=0, seqs=0, ne
 
 
 def internvl_phases(args, meter: Meter, per_token: dict, work: Path) -> None:
-    from emit_iad.train.grpo.loop import train_grpo
-    from emit_iad.train.sft import SFTConfig, train_sft, validate
+    from emit_iad.train.common import validate
+    from emit_iad.train.grpo.trainer import train_grpo
+    from emit_iad.train.sft import SFTConfig, train_sft
     from emit_iad.vlm.answering import LocalAnswerer
     from emit_iad.vlm.chat import PromptConfig
 
@@ -205,7 +206,7 @@ def internvl_phases(args, meter: Meter, per_token: dict, work: Path) -> None:
 
 
 def qwen_phase(args, meter: Meter, per_token: dict, work: Path) -> None:
-    from emit_iad.train.grpo.loop import train_grpo
+    from emit_iad.train.grpo.trainer import train_grpo
 
     qwen = conf("qwen")
     train = questions(work / "qdata", 64 if args.tiny else 896)
@@ -222,7 +223,7 @@ def qwen_phase(args, meter: Meter, per_token: dict, work: Path) -> None:
 
 def one_grpo_step(params: dict, max_new_tokens: int | None, **overrides):
     """A stage's GRPO config for one step, with no probe, validation or checkpoint."""
-    from emit_iad.train.grpo.loop import GRPOConfig
+    from emit_iad.train.grpo.config import GRPOConfig
 
     extra = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
     return GRPOConfig.from_params({**strip(params), "epochs": None, "steps": 1,

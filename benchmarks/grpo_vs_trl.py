@@ -34,7 +34,8 @@ def ours(model_dir, data, args, difficulty_aware: bool = False) -> pd.DataFrame:
     """Per kept step: seconds and completion tokens."""
     from accelerate.state import AcceleratorState
 
-    from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+    from emit_iad.train.grpo.config import GRPOConfig
+    from emit_iad.train.grpo.trainer import train_grpo
     from emit_iad.vlm.loading import load_vlm
 
     AcceleratorState._reset_state(reset_partial_state=True)  # TRL's Trainer set it up its way

@@ -15,7 +15,7 @@ from emit_iad.describe.synthesize import DescribeConfig
 from emit_iad.evaluate.answerers import ModelSpec
 from emit_iad.settings import CONFIG_LOADER_ARGS
 from emit_iad.sources.index import SourceConfig
-from emit_iad.train.grpo.loop import GRPOConfig
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.plan import plan_launch
 from emit_iad.train.sft import SFTConfig
 from emit_iad.vlm.build import ModelConfig

@@ -122,3 +122,29 @@ def choice(key: str, value, choices, where: str) -> None:
     if value not in choices:
         problem = f"{value!r} is not one of {list(choices)}"
         raise ParamError(f"{key}: {problem} ({where})", [key], problem)
+
+
+def setting(default=None, help: str = "", *, factory=None):
+    """A typed-config field with its one-line help, as TRL's ``GRPOConfig`` declares them: the
+    field's default lives here and nowhere else (the YAML lists only what it changes).
+
+    >>> from dataclasses import dataclass, fields
+    >>> @dataclass
+    ... class C:
+    ...     lr: float = setting(1e-5, "learning rate")
+    >>> C().lr, fields(C)[0].metadata["help"]
+    (1e-05, 'learning rate')
+    """
+    import dataclasses
+
+    meta = {"help": help}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def help_texts(config_cls: type) -> dict[str, str]:
+    """Each field of a typed config and its help text ('' where it has none)."""
+    import dataclasses
+
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_cls)}

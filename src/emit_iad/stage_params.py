@@ -64,7 +64,7 @@ def stage_configs() -> dict[str, Callable[[dict], object]]:
             "descriptions": lazy("emit_iad.describe.synthesize", "DescribeConfig"),
             "qa": lazy("emit_iad.mmad.build", "QAConfig"), "model": model,
             "sft": lazy("emit_iad.train.sft", "SFTConfig", training),
-            "grpo": lazy("emit_iad.train.grpo.loop", "GRPOConfig", training),
+            "grpo": lazy("emit_iad.train.grpo.config", "GRPOConfig", training),
             "evaluation": lazy("emit_iad.evaluate.config", "EvaluationConfig"),
             "ablation": lazy("emit_iad.experiments.ablation", "AblationConfig")}  # fmt: skip
 

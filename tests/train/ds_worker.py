@@ -21,7 +21,8 @@ import torch
 def main(folder: Path, tag: str) -> None:
     from accelerate.state import AcceleratorState, PartialState
 
-    from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+    from emit_iad.train.grpo.config import GRPOConfig
+    from emit_iad.train.grpo.trainer import train_grpo
     from emit_iad.train.harness import end_launch
     from emit_iad.train.sft import SFTConfig, train_sft
     from emit_iad.vlm.loading import load_vlm

@@ -9,9 +9,10 @@ import copy
 
 import torch
 
-from emit_iad.train.grpo.loop import GRPOConfig
+from emit_iad.train.common import prepare_model
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.harness import MasterAdamW, make_optimizer, trainable_parameters
-from emit_iad.train.sft import answer_loss, label_batch, prepare_model
+from emit_iad.train.sft import answer_loss, label_batch
 from emit_iad.train.targets import target
 from emit_iad.vlm.bundle import EMITModule
 from emit_iad.vlm.chat import PromptConfig

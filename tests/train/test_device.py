@@ -15,13 +15,14 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
+from emit_iad.train.common import prepare_model
 from emit_iad.train.grpo.advantages import emit_advantages
-from emit_iad.train.grpo.loop import GRPOConfig
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.resampling import Resampler
 from emit_iad.train.grpo.rewards import answer_letter, build_rewards
 from emit_iad.train.grpo.rollout import Response, Sampler
-from emit_iad.train.grpo.update import policy_update, score_groups
-from emit_iad.train.sft import SFTConfig, answer_loss, label_batch, prepare_model
+from emit_iad.train.grpo.update import Policy, Stepper, policy_update, score_groups
+from emit_iad.train.sft import SFTConfig, answer_loss, label_batch
 from emit_iad.train.targets import target
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import PromptConfig
@@ -135,8 +136,8 @@ def test_grpo_update_with_resampling_and_reweighting_on_the_model_device(fake_cu
     losses = []
     with fake_cuda:
         optimizer = torch.optim.AdamW([p for p in EMITModule(vlm).parameters() if p.requires_grad])
-        loss_metrics = policy_update(EMITModule(vlm), None, vlm, scored, config, optimizer,
-                                     losses.append, ref_fewshot)  # fmt: skip
+        loss_metrics = policy_update(Policy(EMITModule(vlm), vlm, ref_fewshot=ref_fewshot),
+                                     scored, config, Stepper(optimizer, losses.append))
     # 2 groups × 4 responses in micro-batches of 3 → 2 per group, over μ = 2 passes
     assert len(losses) == 8 and all(loss.device.type == "cuda" for loss in losses)
     assert set(loss_metrics) == {"clip_fraction", "kl", "ratio"}

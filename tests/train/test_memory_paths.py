@@ -10,13 +10,14 @@ import copy
 import pytest
 import torch
 
-from emit_iad.train.grpo.loop import GRPOConfig
+from emit_iad.train.common import prepare_model
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.resampling import Group
 from emit_iad.train.grpo.rewards import answer_letter, build_rewards
 from emit_iad.train.grpo.rollout import Response, Sampler, group_inputs, token_logp
-from emit_iad.train.grpo.update import policy_update, score_groups
+from emit_iad.train.grpo.update import Policy, Stepper, policy_update, score_groups
 from emit_iad.train.harness import make_accelerator
-from emit_iad.train.sft import SFTConfig, answer_loss, label_batch, prepare_model, train_step
+from emit_iad.train.sft import SFTConfig, answer_loss, label_batch, train_step
 from emit_iad.train.targets import target
 from emit_iad.vlm.bundle import EMITModule
 from emit_iad.vlm.chat import PromptConfig
@@ -118,7 +119,7 @@ def grpo_grads(vlm, records, on_model=None, **kw):
             p.data.add_(0.01)
     ref = copy.deepcopy(vlm.fewshot)
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.0)
-    policy_update(module, None, vlm, scored, config, opt, lambda x: x.backward(), ref)
+    policy_update(Policy(module, vlm, ref_fewshot=ref), scored, config, Stepper(opt))
     return grads(module)
 
 

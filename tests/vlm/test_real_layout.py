@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.grpo.config import GRPOConfig
+from emit_iad.train.grpo.trainer import train_grpo
 from emit_iad.train.sft import SFTConfig, train_sft
 from emit_iad.vlm.answering import LocalAnswerer
 from emit_iad.vlm.bundle import TRAINED_FILE, base_model_of

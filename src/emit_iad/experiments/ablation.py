@@ -28,7 +28,8 @@ from emit_iad.evaluate.runner import run_benchmark
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.scoring import score_answers
 from emit_iad.params import reject_unknown
-from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.grpo.config import GRPOConfig
+from emit_iad.train.grpo.trainer import train_grpo
 from emit_iad.train.harness import history_metrics
 from emit_iad.train.world import in_workers
 from emit_iad.vlm.answering import LocalAnswerer
@@ -72,7 +73,7 @@ class AblationConfig:
                 f"ablation.variants: unknown {sorted(unknown)}; choose from "
                 f"{list(config.all_rows())} or define it under ablation.rows ({PARAMS_FILE})"
             )
-        from emit_iad.train.grpo.loop import GRPOConfig
+        from emit_iad.train.grpo.config import GRPOConfig
 
         for label, overrides in config.rows.items():  # each row a valid grpo section
             if not isinstance(overrides, dict):

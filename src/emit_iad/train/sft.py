@@ -6,16 +6,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from emit_iad.mmad import protocol as p
-from emit_iad.mmad.parsing import is_well_formed, parse_answer
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 from emit_iad.train.checkpoints import Checkpointer, run_key
+from emit_iad.train.common import prepare_model, validate
 from emit_iad.train.harness import (
     Position,
     consolidate,
@@ -31,14 +30,11 @@ from emit_iad.train.harness import (
     spans,
     trainable_parameters,
     uses_deepspeed,
-    whole_parameters,
 )
 from emit_iad.train.targets import target
-from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM, EMITModule
 from emit_iad.vlm.chat import PromptConfig
 from emit_iad.vlm.encoding import kept
-from emit_iad.vlm.loading import add_lora, enable_checkpointing, set_trainable
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_sft.yml"
@@ -46,36 +42,46 @@ PARAMS_FILE = "conf/base/parameters_sft.yml"
 
 @dataclass(frozen=True)
 class SFTConfig:
-    """Mirrors ``sft`` in parameters_sft.yml (EMIT: AD + localization, lr 1e-5, 2 epochs,
-    projector + soft prompt trained)."""
+    """EMIT stage 1, the supervised warm-up. EMIT's recipe: AD + localization, lr 1e-5,
+    2 epochs, projector + soft prompt trained (conf/gpu); every default lives here."""
 
-    tasks: tuple[str, ...] = (p.ANOMALY_DETECTION, p.DEFECT_LOCALIZATION)
-    repeats: dict | None = field(default_factory=dict)  # task -> times per epoch (null: none)
-    trainable: tuple[str, ...] = ("fewshot",)  # fewshot | lora | full
-    answer_format: str = "think"  # think | plain
-    rationale: str = "short"  # short | options: also walk through short options (targets.walk)
-    lr: float = 1e-5
-    epochs: int = 2
-    batch_size: int = 8
-    # questions per forward/backward pass (None: the whole batch); same gradient, less memory,
-    # except that the few-shot BatchNorm normalises each micro-batch by its own statistics
-    micro_batch_size: int | None = None
-    gradient_checkpointing: bool = False  # recompute each layer in backward (real scale: on)
-    max_length: int | None = None  # longest prompt + target in tokens; longer ones fail, named
-    grad_accum: int = 1
-    weight_decay: float = 0.0
-    adam_beta2: float = 0.999  # torch's default; ms-swift's (EMIT) is 0.95
-    warmup_ratio: float = 0.05
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    val_max_questions: int = 200
-    val_max_new_tokens: int = 48
-    val_every: int = 1  # epochs between validations (greedy: training is unchanged); last always
-    mixed_precision: str | bool = "no"  # YAML reads an unquoted no as false: the same
-    lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05})
-    prompt: dict = field(default_factory=dict)
+    tasks: tuple[str, ...] = setting(
+        (p.ANOMALY_DETECTION, p.DEFECT_LOCALIZATION), "question types trained on (EMIT: AD + DL)")
+    repeats: dict | None = setting(
+        factory=dict, help="task -> times per epoch, for a task learned late (null: none)")
+    trainable: tuple[str, ...] = setting(
+        ("fewshot",), "what trains: fewshot | lora | text | full (vlm/loading.py)")
+    answer_format: str = setting(
+        "think", "think: <think>...</think><answer>...</answer> | plain: the letter (EMIT)")
+    rationale: str = setting(
+        "short", "short | options: the think part also walks through short options")
+    lr: float = setting(1e-5, "learning rate (EMIT: 1e-5)")
+    epochs: int = setting(2, "passes over the training questions (EMIT: 2)")
+    batch_size: int = setting(8, "questions per optimizer step, per process")
+    micro_batch_size: int | None = setting(
+        None, "questions per forward/backward (null: the whole batch); same gradient, less "
+        "memory, except that the few-shot BatchNorm normalises each micro-batch on its own")
+    gradient_checkpointing: bool = setting(
+        False, "recompute each layer in backward (real scale: true)")
+    max_length: int | None = setting(
+        None, "longest prompt + target in tokens; a longer one fails, named (null: no cap)")
+    grad_accum: int = setting(1, "batches per optimizer step")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    adam_beta2: float = setting(0.999, "AdamW beta2 (torch's default; ms-swift's, EMIT's: 0.95)")
+    warmup_ratio: float = setting(0.05, "share of the steps with a linear warm-up, then cosine")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm")
+    seed: int = setting(0, "seed of the batch order and initialisation")
+    checkpoint_every: int = setting(50, "steps between resumable checkpoints")
+    keep_checkpoints: int = setting(2, "checkpoints kept on disk")
+    val_max_questions: int = setting(200, "val questions answered greedily per validation")
+    val_max_new_tokens: int = setting(48, "token cap of those answers")
+    val_every: int = setting(
+        1, "epochs between validations (greedy: training is unchanged); the last always")
+    mixed_precision: str | bool = setting(
+        "no", "no | bf16 | fp16 (YAML reads an unquoted no as false: the same)")
+    lora: dict = setting(
+        factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05}, help="LoRA's r, alpha, dropout")
+    prompt: dict = setting(factory=dict, help="PromptConfig fields (vlm/chat.py)")
 
     @classmethod
     def from_params(cls, params: dict) -> SFTConfig:
@@ -129,17 +135,6 @@ def label_batch(batch, targets: Sequence[str], tokenizer,
     return labels
 
 
-def prepare_model(vlm: VLM, config: SFTConfig) -> list[str]:
-    """LoRA where asked, the trainable parts, gradient checkpointing (SFT's and GRPO's
-    configs share these fields)."""
-    if "lora" in config.trainable and not hasattr(vlm.model, "peft_config"):
-        add_lora(vlm, **config.lora)
-    names = set_trainable(vlm, config.trainable)
-    if config.gradient_checkpointing:
-        enable_checkpointing(vlm)
-    return names
-
-
 def answer_loss(module, batch, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the target tokens and their count. The head runs only on
     the rows' last positions, where the targets are (left padding): ``logits_to_keep``."""
@@ -159,57 +154,6 @@ def answer_loss(module, batch, labels: torch.Tensor) -> tuple[torch.Tensor, int]
         ignore_index=-100, reduction="sum",
     )  # fmt: skip
     return loss, sum(per_row)
-
-
-@torch.no_grad()
-def validate(
-    vlm: VLM,
-    questions: pd.DataFrame,
-    prompt: PromptConfig,
-    max_new_tokens: int,
-    batch_size: int = 16,
-) -> dict[str, float]:
-    """Accuracy per question type and the share of well-formed replies (think format)."""
-    if questions.empty:
-        return {}
-    was_training = vlm.model.training
-    vlm.model.eval()
-    if vlm.fewshot is not None:
-        vlm.fewshot.eval()
-    records = [r for _, r in questions.iterrows()]
-    rows = []
-    tok = vlm.processor.tokenizer
-    starts = range(0, len(records), batch_size)
-    with whole_parameters(vlm):  # ZeRO-3: generate() on each process alone, gathered once
-        for i in tqdm(starts, desc="validation", unit="batch", leave=False,
-                      disable=not is_main_process()):  # fmt: skip
-            chunk = records[i : i + batch_size]
-            texts = vlm.generate(
-                vlm.collate(chunk, prompt),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-            )
-            for r, t in zip(chunk, texts, strict=True):
-                rows.append(
-                    {
-                        "type": r["type"],
-                        "correct": parse_answer(t, list(r["options"])) == r["answer"],
-                        "well_formed": is_well_formed(t),
-                    }
-                )
-    vlm.model.train(was_training)
-    if vlm.fewshot is not None:
-        vlm.fewshot.train(was_training)
-    df = pd.DataFrame(rows)
-    out = {
-        f"val/{t.lower().replace(' ', '_')}": 100 * g.correct.mean() for t, g in df.groupby("type")
-    }
-    out["val/accuracy"] = 100 * df.correct.mean()
-    if prompt.answer_format == "think":
-        out["val/well_formed"] = 100 * df.well_formed.mean()
-    return out
 
 
 def train_step(module, vlm: VLM, chunk: list, config: SFTConfig, prompt: PromptConfig,

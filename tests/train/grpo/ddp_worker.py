@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.grpo.config import GRPOConfig
+from emit_iad.train.grpo.trainer import train_grpo
 from emit_iad.vlm.loading import load_vlm
 
 

@@ -13,7 +13,7 @@ from emit_iad.train.grpo.advantages import (
     group_advantages,
     group_advantages_reference,
 )
-from emit_iad.train.grpo.loop import GRPOConfig, total_steps
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.loss import (
     LossBatch,
     LossSettings,
@@ -32,6 +32,7 @@ from emit_iad.train.grpo.rewards import (
     think_conclusion,
 )
 from emit_iad.train.grpo.rollout import selective_logp
+from emit_iad.train.grpo.trainer import total_steps
 
 OPTS = [["Yes.", "No."]]
 

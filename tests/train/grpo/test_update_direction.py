@@ -9,12 +9,12 @@ import copy
 
 import torch
 
-from emit_iad.train.grpo.loop import GRPOConfig
+from emit_iad.train.common import prepare_model
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.resampling import Group
 from emit_iad.train.grpo.rewards import build_rewards
 from emit_iad.train.grpo.rollout import Response, Sampler, token_logp
-from emit_iad.train.grpo.update import policy_update, score_groups
-from emit_iad.train.sft import prepare_model
+from emit_iad.train.grpo.update import Policy, Stepper, policy_update, score_groups
 from emit_iad.vlm.bundle import EMITModule
 
 
@@ -50,7 +50,7 @@ def test_one_step_raises_the_rewarded_completion_and_lowers_the_other(tiny_vlm, 
     scored[0].inputs.heatmap = scored[0].batch.heatmap
     before = logps(module, scored[0])
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.05)
-    policy_update(module, None, vlm, scored, config, opt, lambda x: x.backward(), None)
+    policy_update(Policy(module, vlm), scored, config, Stepper(opt))
     after = logps(module, scored[0])
     assert after[0] > before[0] and after[1] < before[1], (before, after)
 

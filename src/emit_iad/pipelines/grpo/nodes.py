@@ -10,7 +10,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from emit_iad.pipelines.training import loop_settings
-from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.grpo.config import GRPOConfig
+from emit_iad.train.grpo.trainer import train_grpo
 from emit_iad.train.world import is_main_process
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.registry import provenance, register_stage

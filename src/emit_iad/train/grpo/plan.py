@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from emit_iad.train.grpo.loop import GRPOConfig
+    from emit_iad.train.grpo.config import GRPOConfig
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def plan_launch(config: GRPOConfig, processes: int, n_prompts: int) -> LaunchPla
     EMIT's Stage2.sh (8 processes, 4 per device, accumulation 2, G 8): 8 prompts × 8
     completions per optimizer step.
 
-    >>> from emit_iad.train.grpo.loop import GRPOConfig
+    >>> from emit_iad.train.grpo.config import GRPOConfig
     >>> emit = GRPOConfig(per_device_completions=4, grad_accum=2, group_size=8, epochs=2)
     >>> plan = plan_launch(emit, 8, 1000)
     >>> plan.prompts_per_step, plan.completions_per_step, plan.completions_per_process

@@ -1,6 +1,7 @@
 """The GRPO update: host-side scoring of the groups (rewards, EMIT's reweighted advantages,
-group inputs), then the device-side policy update (μ passes of the clipped loss, backward per
-micro-batch of responses)."""
+group inputs), the share of each process, then the device-side policy update (μ passes of the
+policy loss, backward per micro-batch of responses). :class:`~emit_iad.train.grpo.trainer.
+GRPOTrainer` calls these in that order."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from emit_iad.train.grpo.advantages import emit_advantages
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.loss import (
     LOSS_METRICS,
     LossBatch,
@@ -37,8 +38,28 @@ from emit_iad.train.world import World
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.chat import Batch
 
-if TYPE_CHECKING:
-    from emit_iad.train.grpo.loop import GRPOConfig
+
+@dataclass
+class Policy:
+    """What the update trains and what it is kept near: the prepared module (the policy), its
+    bundle, and the reference (a frozen copy, or with LoRA the :class:`LoraReference` that
+    rebuilds the starting policy from the base)."""
+
+    module: torch.nn.Module
+    vlm: VLM
+    reference: torch.nn.Module | None = None
+    ref_fewshot: object | None = None
+
+
+@dataclass
+class Stepper:
+    """How the update applies a loss: the optimizer, the (accelerator's) backward, the context
+    that holds gradient reduction back until the last micro-batch, and gradient clipping."""
+
+    optimizer: torch.optim.Optimizer
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    clip: Callable[[], None] | None = None
 
 
 @dataclass
@@ -117,20 +138,12 @@ def score_groups(groups: list[Group], rewards, config: GRPOConfig, sampler: Samp
     return scored, metrics, samples
 
 
-def policy_update(
-    module,
-    reference,
-    vlm: VLM,
-    scored: list[ScoredGroup],
-    config: GRPOConfig,
-    optimizer,
-    backward: Callable[[torch.Tensor], None],
-    ref_fewshot,
-    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-    clip: Callable[[], None] | None = None,
-) -> dict[str, float]:
+def policy_update(policy: Policy, scored: list[ScoredGroup], config: GRPOConfig,
+                  stepper: Stepper) -> dict[str, torch.Tensor]:
     """Device side: μ passes of the clipped loss, backward per micro-batch of responses
-    (``no_sync`` keeps DDP from reducing before the last); returns the loss metrics."""
+    (``stepper.no_sync`` keeps DDP from reducing before the last); returns the loss metrics."""
+    module, vlm, reference = policy.module, policy.vlm, policy.reference
+    optimizer, backward = stepper.optimizer, stepper.backward
     device = vlm.device
     micro = config.micro_batch_size or config.group_size
     n_resp = sum(sg.inputs.size for sg in scored if sg.weight)
@@ -149,7 +162,7 @@ def policy_update(
                                     for a, b in spans(gi.size, micro)])  # fmt: skip
             if config.beta:
                 ref[i] = reference_logp(reference, vlm, gi, spans(gi.size, micro), device,
-                                        ref_fewshot)  # fmt: skip
+                                        policy.ref_fewshot)  # fmt: skip
     chunks = [(i, a, b) for i, sg in enumerate(scored) for a, b in spans(sg.inputs.size, micro)]
     # what the loss normalises by: the whole update's sequences or tokens, all groups together
     loss = loss_named(config.loss)
@@ -177,12 +190,12 @@ def policy_update(
             for k, v in m.items():
                 metrics[k] = metrics.get(k, 0.0) + v.detach() * share
             value = value + cache.carried(i, last)
-            with no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
+            with stepper.no_sync() if j < len(chunks) - 1 else contextlib.nullcontext():
                 backward(value)
         if not chunks:  # nothing to learn, on every process alike (decided on the global batch)
             continue
-        if clip is not None:
-            clip()
+        if stepper.clip is not None:
+            stepper.clip()
         optimizer.step()
     vlm.model.eval()
     return metrics  # tensors: the caller reads them once per step
@@ -225,32 +238,37 @@ class FeatureCache:
         return [self.encoded] if torch.is_tensor(self.encoded) else list(self.encoded)
 
 
-def update(module, reference, vlm: VLM, sampler: Sampler, groups: list[Group], rewards,
-           config: GRPOConfig, optimizer, backward, tok, ref_fewshot,
-           no_sync=contextlib.nullcontext, clip=None,
-           world: World | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
-    """Score the global batch's groups, then update the policy on this process's share;
-    returns step metrics (of the global batch: the same on every process) and samples.
+def process_share(n_groups: int, world: World) -> tuple[list[int], list[int], int]:
+    """This process's groups of the global batch (round robin), the groups whose inputs it
+    builds (a process with none builds the first as a stand-in), and the groups each process
+    runs (as many everywhere, so as many forward and backward passes).
 
-    Every process runs as many groups, so as many forward and backward passes: where the
-    groups do not divide evenly, a process short of one repeats one of its groups with weight
-    0 (its gradient is zero; the passes meet DDP's reductions)."""
-    world = world or World()
-    own = list(range(world.rank, len(groups), world.size))
-    # a process with no group of its own builds the first group's inputs as its stand-in
-    build = own or ([0] if groups else [])
-    scored, metrics, samples = score_groups(groups, rewards, config, sampler, tok.pad_token_id,
-                                            build)  # fmt: skip
-    if not own:
+    >>> process_share(5, World(rank=1, size=2))
+    ([1, 3], [1, 3], 3)
+    >>> process_share(1, World(rank=1, size=2))
+    ([], [0], 1)
+    """
+    own = list(range(world.rank, n_groups, world.size))
+    build = own or ([0] if n_groups else [])
+    return own, build, -(-n_groups // world.size)
+
+
+def even_share(scored: list[ScoredGroup], has_own: bool, per_process: int) -> list[ScoredGroup]:
+    """Where the groups do not divide evenly, a process short of one repeats one of its groups
+    with weight 0 (its gradient is zero; the passes meet DDP's reductions)."""
+    if not has_own:
         scored = [dataclasses.replace(sg, weight=0.0) for sg in scored]
-    per_process = -(-len(groups) // world.size)
     while len(scored) < per_process:
         scored.append(dataclasses.replace(scored[0], weight=0.0))
-    losses = policy_update(module, reference, vlm, scored, config, optimizer, backward,
-                           ref_fewshot, no_sync, clip)  # fmt: skip
-    # the loss metrics of this process's share, averaged over the processes
-    values = world.gather({k: float(v) for k, v in losses.items()})  # one host sync per step
-    for key in LOSS_METRICS:  # NaN where nothing was updated: the columns stay the same
+    return scored
+
+
+def mean_loss_metrics(losses: dict[str, torch.Tensor], world: World) -> dict[str, float]:
+    """The loss metrics of each process's share, averaged over the processes; NaN where nothing
+    was updated (the columns stay the same). One host sync per step."""
+    values = world.gather({k: float(v) for k, v in losses.items()})
+    out = {}
+    for key in LOSS_METRICS:
         got = [v[key] for v in values if key in v]
-        metrics[key] = sum(got) / len(got) if got else math.nan
-    return metrics, samples
+        out[key] = sum(got) / len(got) if got else math.nan
+    return out

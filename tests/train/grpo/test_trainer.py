@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from emit_iad.train.grpo.loop import GRPOConfig, train_grpo
+from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.rewards import REWARDS
+from emit_iad.train.grpo.trainer import train_grpo
 from emit_iad.vlm.loading import load_vlm
 from tests.helpers import StopAt
 
