@@ -201,8 +201,10 @@ def test_gpu_accelerate_configs_are_valid():
 
 
 def test_base_environment_is_unchanged_by_the_soft_merge():
+    from emit_iad.vlm.build import ModelConfig
+
     base = params(None)
-    assert base["model"]["source"] == "tiny"
+    assert ModelConfig.from_params(base["model"]).source == "tiny"  # the typed default
     assert base["sft"]["trainable"] == ["text", "fewshot"]
 
 

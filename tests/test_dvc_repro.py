@@ -197,7 +197,7 @@ def test_dvc_exp_run_gives_the_ablation_and_metrics_diff_compares(repro):
     sh("git", "add", "-A", cwd=project)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline", cwd=project)
     out = sh("dvc", "exp", "run", "-n", "standard-grpo", "-S",
-             "conf/base/parameters_grpo.yml:grpo.difficulty_aware=false", cwd=project)  # fmt: skip
+             "conf/base/parameters_grpo.yml:++grpo.difficulty_aware=false", cwd=project)  # fmt: skip
     assert "Running stage 'grpo'" in out and "Running stage 'qa'" not in out
     # the numbers on both sides, not only the names
     reports = project / "data/08_reporting"

@@ -16,7 +16,7 @@ LAYER = {
     "describe": 3, "vlm": 3, "train": 4, "evaluate": 4, "experiments": 5,
     # the Kedro layer
     "kedro_io": 6, "tracking": 6, "config_args": 6, "config_loader": 6, "stage_params": 6,
-    "dvc_params": 7, "hooks": 7, "pipelines": 7, "settings": 8, "pipeline_registry": 8,
+    "dvc_params": 7, "config_help": 7, "hooks": 7, "pipelines": 7, "settings": 8, "pipeline_registry": 8,
     "__main__": 9, "": 9,
 }  # fmt: skip
 KEDRO_LAYER = 6

@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from emit_iad.params import ParamError, choice, reject_unknown
+from emit_iad.params import ParamError, choice, reject_unknown, setting
 
 INGESTION_FILE = "conf/base/parameters_ingestion.yml"
 
 
 @dataclass(frozen=True)
 class IngestionConfig:
-    """Mirrors ``ingestion`` in parameters_ingestion.yml."""
+    """Which dataset folders to index (``ingestion`` in parameters_ingestion.yml)."""
 
-    sources: list = field(default_factory=list)
-    on_error: str = "fail"
-    workers: int = 4
-    synthetic: dict = field(default_factory=dict)
+    sources: list = setting(
+        factory=list, help="one entry per dataset root: SourceConfig fields (name, layout, "
+        "root, objects, defect_images, options; sources/index.py)")
+    on_error: str = setting(
+        "fail", "fail: stop at the first bad file | skip: leave it out, list it in the report")
+    workers: int = setting(4, "threads decoding images")
+    synthetic: dict = setting(
+        factory=dict, help="the offline dataset's generator: SyntheticConfig fields "
+        "(sources/synthetic.py)")
 
     @classmethod
     def from_params(cls, params: dict) -> IngestionConfig:
@@ -41,14 +46,36 @@ class IngestionConfig:
         return config
 
 
+# section of the parameters -> (module, class) of its typed config; model.pretrain has its own
+CONFIG_CLASSES = {
+    "ingestion": ("emit_iad.stage_params", "IngestionConfig"),
+    "descriptions": ("emit_iad.describe.synthesize", "DescribeConfig"),
+    "qa": ("emit_iad.mmad.build", "QAConfig"),
+    "model": ("emit_iad.vlm.build", "ModelConfig"),
+    "model.pretrain": ("emit_iad.train.pretrain", "PretrainConfig"),
+    "sft": ("emit_iad.train.sft", "SFTConfig"),
+    "grpo": ("emit_iad.train.grpo.config", "GRPOConfig"),
+    "evaluation": ("emit_iad.evaluate.config", "EvaluationConfig"),
+    "ablation": ("emit_iad.experiments.ablation", "AblationConfig"),
+}
+NODE_KEYS = {"sft": ("checkpoint_dir",), "grpo": ("checkpoint_dir",)}  # the node's, not the loop's
+
+
+def config_class(section: str) -> type:
+    """The typed config of a section (imported on demand)."""
+    module, name = CONFIG_CLASSES[section]
+    return getattr(importlib.import_module(module), name)
+
+
 def stage_configs() -> dict[str, Callable[[dict], object]]:
     """Section of the parameters -> the typed config that checks it. Each config is imported when
     its section is checked: a stage without models then starts without torch (5 s on 2 cores)."""
 
-    def lazy(module: str, name: str, drop: tuple[str, ...] = ()):
+    def lazy(section: str):
         def check(params):
-            config_cls = getattr(importlib.import_module(module), name)
-            return config_cls.from_params({k: v for k, v in params.items() if k not in drop})
+            drop = NODE_KEYS.get(section, ())
+            return config_class(section).from_params(
+                {k: v for k, v in params.items() if k not in drop})
 
         return check
 
@@ -59,14 +86,9 @@ def stage_configs() -> dict[str, Callable[[dict], object]]:
         PretrainConfig.from_params(params.get("pretrain"))
         return ModelConfig.from_params(params)
 
-    training = ("checkpoint_dir",)  # the node's, not the loop's
-    return {"ingestion": IngestionConfig.from_params,
-            "descriptions": lazy("emit_iad.describe.synthesize", "DescribeConfig"),
-            "qa": lazy("emit_iad.mmad.build", "QAConfig"), "model": model,
-            "sft": lazy("emit_iad.train.sft", "SFTConfig", training),
-            "grpo": lazy("emit_iad.train.grpo.config", "GRPOConfig", training),
-            "evaluation": lazy("emit_iad.evaluate.config", "EvaluationConfig"),
-            "ablation": lazy("emit_iad.experiments.ablation", "AblationConfig")}  # fmt: skip
+    checks = {s: lazy(s) for s in CONFIG_CLASSES if "." not in s}
+    checks["model"] = model
+    return checks
 
 
 def _sets(tree, dotted: list[str]) -> bool:

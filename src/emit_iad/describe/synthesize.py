@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
@@ -17,7 +17,7 @@ from emit_iad.describe.tasks import (
     plan_tasks,
 )
 from emit_iad.llm_api import ChatClient, ClientConfig, Failure, Job, Usage
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 
 log = logging.getLogger(__name__)
 BACKENDS = ("template", "openai", "mmad")
@@ -26,21 +26,26 @@ PARAMS_FILE = "conf/base/parameters_descriptions.yml"
 
 @dataclass(frozen=True)
 class DescribeConfig:
-    """Mirrors ``descriptions`` in parameters_descriptions.yml."""
+    """EMIT's GPT description synthesis (``descriptions`` in parameters_descriptions.yml lists
+    what it changes)."""
 
-    backend: str = "template"
-    seed: int = 0
-    instances_per_object: int = 6
-    instance_defect_share: float = 0.5
-    # defective instance texts per normal training image of a source whose defect images are not
-    # trained on (defect_images: false): EMIT wrote 2,635 anomalous texts for 4,910 normal images
-    imagined_per_normal: float = 0.5
-    image_max_side: int = 512
-    mmad: dict = field(default_factory=dict)
-    llm: dict = field(default_factory=dict)
-    # more failed descriptions than this share (or all of them) stop the stage, its previous
-    # outputs untouched: an outage is not a result
-    max_failed_share: float = 0.1
+    backend: str = setting("template", "template (offline, from metadata) | openai | mmad")
+    seed: int = setting(0, "seed of the sampled images and instances")
+    instances_per_object: int = setting(6, "object-instance texts per object")
+    instance_defect_share: float = setting(0.5, "share of those instances that are defective")
+    imagined_per_normal: float = setting(
+        0.5, "defective instance texts per normal training image of a source with "
+        "defect_images: false (EMIT: 2,635 anomalous texts for 4,910 normal images)")
+    image_max_side: int = setting(512, "images are downscaled to this before they are sent")
+    mmad: dict = setting(
+        factory=dict, help="backend mmad: domain_knowledge (MMAD's json, or a list) and "
+        "aliases (image-index dataset name -> key in the json)")
+    llm: dict = setting(
+        factory=dict, help="backend openai: model, base_url, concurrency, retries, budget, "
+        "deadline_s, cache_dir (llm_api/client.py ClientConfig)")
+    max_failed_share: float = setting(
+        0.1, "more failed descriptions than this share (or all) stop the stage, its previous "
+        "outputs untouched: an outage is not a result")
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

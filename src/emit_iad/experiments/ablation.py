@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +27,7 @@ from emit_iad.evaluate.config import evaluation_config
 from emit_iad.evaluate.runner import run_benchmark
 from emit_iad.mmad import protocol as p
 from emit_iad.mmad.scoring import score_answers
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 from emit_iad.train.grpo.config import GRPOConfig
 from emit_iad.train.grpo.trainer import train_grpo
 from emit_iad.train.harness import history_metrics
@@ -51,17 +51,19 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class AblationConfig:
-    """Mirrors ``ablation`` in parameters_ablation.yml."""
+    """EMIT's ablation (``ablation`` in parameters_ablation.yml lists what it changes)."""
 
-    seeds: tuple[int, ...] = (0, 1)
-    variants: tuple[str, ...] = tuple(VARIANTS)
-    grpo: dict = field(default_factory=dict)  # overrides of `grpo` for every ablation run
-    # more rows: label -> overrides of `grpo`, e.g. {"SFT + Dr. GRPO": {loss: dr_grpo,
-    # advantages: group_mean, difficulty_aware: false}}; list the label in `variants` to run it
-    rows: dict = field(default_factory=dict)
-    # runs trained at once, each in its own process with cores / workers threads: a tiny model
-    # keeps two cores busier as two one-thread processes than as one two-thread process
-    workers: int = 1
+    seeds: tuple[int, ...] = setting((0, 1), "seeds of every GRPO row")
+    variants: tuple[str, ...] = setting(
+        tuple(VARIANTS), "rows trained: EMIT's four (standard GRPO, resampling only, "
+        "reweighting only, both) and any label of `rows`")
+    grpo: dict = setting(
+        factory=dict, help="overrides of `grpo` for every ablation run, e.g. {steps: 20}")
+    rows: dict = setting(
+        factory=dict, help="more rows: label -> overrides of `grpo`, e.g. {'SFT + Dr. GRPO': "
+        "{loss: dr_grpo, advantages: group_mean, difficulty_aware: false}}")
+    workers: int = setting(
+        1, "runs trained at once, each in its own process with cores / workers threads")
 
     @classmethod
     def from_params(cls, params: dict) -> AblationConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from emit_iad.mmad.questions import (
 )
 from emit_iad.mmad.splits import EXCLUDED, TEMPLATE, assign_splits
 from emit_iad.mmad.templates import random_templates, thumbnail_embeddings, top_k_similar
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 
 log = logging.getLogger(__name__)
 PARAMS_FILE = "conf/base/parameters_qa.yml"
@@ -32,17 +32,30 @@ REPORT_COLUMNS = ["split", "dataset", "object", "type", "reason"]
 
 @dataclass(frozen=True)
 class QAConfig:
-    """Mirrors ``qa`` in parameters_qa.yml."""
+    """QA construction: MMAD-style questions for train / val and a test benchmark in
+    mmad.json format (``qa`` in parameters_qa.yml lists what it changes)."""
 
-    seed: int = 0
-    split: dict = field(default_factory=lambda: {"train": 0.6, "val": 0.15, "test": 0.25})
-    holdout_objects: tuple[str, ...] = ()
-    n_templates: int = 3
-    text_query_share: float = 0.15
-    balance_train: bool = True
-    mix_fillers: bool = True
-    test_templates: int = 3  # normal images per object kept as the test split's templates only
-    exclude_benchmarks: tuple = ()  # more benchmarks whose images never reach training
+    seed: int = setting(0, "seed of the split, the templates and the options")
+    split: dict = setting(
+        factory=lambda: {"train": 0.6, "val": 0.15, "test": 0.25},
+        help="shares by image, stratified by label, per object")
+    holdout_objects: tuple[str, ...] = setting(
+        (), "objects kept whole for the test split: never seen in training, not even as a "
+        "wrong option (EMIT's few-shot heatmap is for unseen products)")
+    n_templates: int = setting(3, "similar_templates and random_templates per query")
+    text_query_share: float = setting(
+        0.15, "EMIT's text-as-query samples, as a share of an object's train images")
+    balance_train: bool = setting(
+        True, "oversample normal or defective training images to equal counts")
+    mix_fillers: bool = setting(
+        True, "distractors also draw generic product and defect names, so that a name training "
+        "never showed (the held-out product's) is a familiar 'no'")
+    test_templates: int = setting(
+        3, "normal images per object kept as the test split's templates only (never a training "
+        "query, template or option): the held-out object is answered 1-shot")
+    exclude_benchmarks: tuple = setting(
+        (), "more benchmarks ({mmad_json, image_root} or a path) whose images never reach "
+        "training, besides evaluation.mmad_json")
 
     @classmethod
     def from_params(cls, params: dict) -> QAConfig:

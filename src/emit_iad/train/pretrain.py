@@ -9,12 +9,12 @@ of the later stages. No defective image and no defect label reaches it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
 from emit_iad.mmad import protocol as p
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 from emit_iad.train.sft import SFTConfig, train_sft
 from emit_iad.vlm.bundle import VLM
 
@@ -24,18 +24,21 @@ GENERAL_TASKS = (p.OBJECT_CLASSIFICATION, p.OBJECT_STRUCTURE, p.OBJECT_DETAILS)
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Mirrors ``model.pretrain`` (epochs 0: none, as for a pretrained VLM)."""
+    """``model.pretrain``: the tiny base's warm-up on normal training images and MMAD's
+    object questions (no defect, no defect label)."""
 
-    epochs: int = 0
-    tasks: tuple[str, ...] = GENERAL_TASKS
-    lr: float = 1e-3
-    batch_size: int = 16
-    answer_format: str = "think"
-    rationale: str = "options"
-    seed: int = 0
-    val_max_questions: int = 100
-    val_every: int = 1  # epochs between validations (the last always); training is unchanged
-    prompt: dict = field(default_factory=lambda: {"k_shot": 1, "template_source": "similar"})
+    epochs: int = setting(0, "passes (0: none, as for a pretrained VLM)")
+    tasks: tuple[str, ...] = setting(GENERAL_TASKS, "MMAD's object question types")
+    lr: float = setting(1e-3, "learning rate")
+    batch_size: int = setting(16, "questions per step")
+    answer_format: str = setting("think", "think | plain")
+    rationale: str = setting("options", "short | options: the think part walks the options")
+    seed: int = setting(0, "seed of the batch order")
+    val_max_questions: int = setting(100, "val questions per validation")
+    val_every: int = setting(1, "epochs between validations (the last always)")
+    prompt: dict = setting(
+        factory=lambda: {"k_shot": 1, "template_source": "similar"},
+        help="PromptConfig fields (vlm/chat.py)")
 
     @classmethod
     def from_params(cls, params: dict | None) -> PretrainConfig:

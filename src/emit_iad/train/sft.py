@@ -64,7 +64,8 @@ class SFTConfig:
     gradient_checkpointing: bool = setting(
         False, "recompute each layer in backward (real scale: true)")
     max_length: int | None = setting(
-        None, "longest prompt + target in tokens; a longer one fails, named (null: no cap)")
+        None, "longest prompt + target in tokens; a longer one fails, named (null: no cap; "
+        "EMIT: 10240)")
     grad_accum: int = setting(1, "batches per optimizer step")
     weight_decay: float = setting(0.0, "AdamW weight decay")
     adam_beta2: float = setting(0.999, "AdamW beta2 (torch's default; ms-swift's, EMIT's: 0.95)")

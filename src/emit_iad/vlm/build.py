@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 from emit_iad.vlm import chat
 from emit_iad.vlm.bundle import VLM
 from emit_iad.vlm.fewshot import FewShotConfig, FewShotModule
@@ -19,22 +19,26 @@ PARAMS_FILE = "conf/base/parameters_model.yml"
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Mirrors ``model`` in parameters_model.yml."""
+    """The base model (``model`` in parameters_model.yml lists what it changes)."""
 
-    source: str = "tiny"  # tiny | pretrained
-    name_or_path: str | None = None
-    dtype: str = "float32"
-    device: str = "cpu"
-    tiny: dict = field(default_factory=dict)
-    fewshot: dict = field(default_factory=dict)
-    sanity: dict = field(default_factory=dict)
-    # image-processor settings, kept with the model so every stage sees images alike:
-    # prompt (InternVL's tiling: crop_to_patches, min_patches, max_patches, size) and heatmap
-    # (the few-shot query and template; one tile by default)
-    images: dict = field(default_factory=dict)
-    # the tiny model's general warm-up on normal images (train/pretrain.py); a pretrained VLM
-    # has that ability already and skips it
-    pretrain: dict = field(default_factory=dict)
+    source: str = setting("tiny", "tiny (built from a config) | pretrained")
+    name_or_path: str | None = setting(
+        None, "pretrained: OpenGVLab/InternVL3-8B-hf, Qwen/Qwen2.5-VL-3B-Instruct or a folder")
+    dtype: str = setting("float32", "float32 | bfloat16 | float16 | auto")
+    device: str = setting("cpu", "cpu | cuda | auto")
+    tiny: dict = setting(factory=dict, help="TinyModelConfig fields (vlm/tiny.py)")
+    fewshot: dict = setting(
+        factory=dict, help="EMIT's heatmap-guided soft prompt: FewShotConfig fields, and "
+        "enabled (vlm/fewshot.py)")
+    sanity: dict = setting(
+        factory=dict, help="raw-heatmap AUROC on the test queries: max_images, overlays, "
+        "image_size")
+    images: dict = setting(
+        factory=dict, help="image-processor settings kept with the model: prompt (InternVL "
+        "tiling: crop_to_patches, min_patches, max_patches, size) and heatmap (one tile: null)")
+    pretrain: dict = setting(
+        factory=dict, help="the tiny model's general warm-up on normal images: PretrainConfig "
+        "fields (train/pretrain.py); a pretrained VLM skips it")
 
     def __post_init__(self) -> None:
         if self.source not in ("tiny", "pretrained"):

@@ -15,14 +15,16 @@ from emit_iad.sources import (
     write_synthetic_dataset,
 )
 from emit_iad.sources.overview import contact_sheet
+from emit_iad.stage_params import IngestionConfig
 
 log = logging.getLogger(__name__)
 
 
 def generate_synthetic_data(ingestion: dict) -> pd.DataFrame:
     """Write the synthetic dataset for every source whose layout is ``synthetic``."""
-    sources = [SourceConfig.from_params(s) for s in ingestion["sources"]]
-    config = SyntheticConfig.from_params(ingestion.get("synthetic") or {})
+    settings = IngestionConfig.from_params(ingestion)
+    sources = [SourceConfig.from_params(s) for s in settings.sources]
+    config = SyntheticConfig.from_params(settings.synthetic or {})
     frames, roots = [], set()
     for src in (s for s in sources if s.layout == "synthetic"):
         if src.root in roots:  # several sources may index parts of one generated folder
@@ -41,15 +43,16 @@ def index_images(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build the image index of all sources (the manifest only orders this after generation)."""
     del synthetic_manifest
-    sources = [SourceConfig.from_params(s) for s in ingestion["sources"]]
+    config = IngestionConfig.from_params(ingestion)
+    sources = [SourceConfig.from_params(s) for s in config.sources]
 
     def bar(items, total):
         return tqdm(items, total=total, desc="indexing", unit="img")
 
     index, report = build_image_index(
         sources,
-        on_error=ingestion.get("on_error", "fail"),
-        workers=ingestion.get("workers", 4),
+        on_error=config.on_error,
+        workers=config.workers,
         progress=bar,
     )
     if len(report):

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 from tqdm.auto import tqdm
 
+from emit_iad.evaluate.config import scored_benchmark
 from emit_iad.mmad.build import QAConfig, build_question_sets
 from emit_iad.mmad.format import benchmark_files, to_mmad
 from emit_iad.mmad.knowledge import as_domain_knowledge_json, knowledge_entries
@@ -17,12 +18,13 @@ log = logging.getLogger(__name__)
 
 
 def build_questions(image_index: pd.DataFrame, descriptions: pd.DataFrame, qa: dict,
-                    mmad_json: str | None = None, image_root: str | None = None):  # fmt: skip
+                    evaluation: dict | None = None):  # fmt: skip
     """Train / val question tables, the test benchmark (mmad.json + files) and the skip report.
 
     The images of the benchmark the evaluation stage scores (``evaluation.mmad_json``) and of
     ``qa.exclude_benchmarks`` are left out of every question set (listed in the report)."""
     config = QAConfig.from_params(qa)
+    mmad_json, image_root = scored_benchmark(evaluation)
 
     def bar(items, total, desc="templates", unit="object"):
         return tqdm(items, total=total, desc=desc, unit=unit)

@@ -13,8 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "image_index",
                     "descriptions",
                     "params:qa",
-                    "params:evaluation.mmad_json",
-                    "params:evaluation.image_root",
+                    "params:evaluation",
                 ],
                 outputs=[
                     "train_questions",
