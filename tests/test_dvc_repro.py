@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import PROJECT_ROOT, small_project
+from tests.conftest import PROJECT_ROOT, edit_params, small_project
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -181,10 +181,7 @@ def test_second_repro_runs_nothing_and_a_parameter_reruns_only_its_stage(repro):
     assert stale(project) == set()
 
     # a parameter of the second stage re-runs only that stage
-    params = project / "conf/base/parameters_descriptions.yml"
-    params.write_text(
-        params.read_text().replace("instances_per_object: 6", "instances_per_object: 2")
-    )
+    edit_params(project, "descriptions", instances_per_object=2)  # the default is 6
     third = sh("dvc", "repro", "qa", cwd=project)  # up to qa, to keep the test short
     assert "Running stage 'descriptions'" in third and "Running stage 'ingestion'" not in third
     assert "Running stage 'qa'" in third  # its input changed
