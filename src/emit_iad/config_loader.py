@@ -16,9 +16,16 @@ from omegaconf import OmegaConf
 class ProjectConfigLoader(OmegaConfigLoader):
     def __getitem__(self, key: str):
         try:
-            return super().__getitem__(key)
+            value = super().__getitem__(key)
         except yaml.MarkedYAMLError as exc:
             raise ValueError(self._locate(key, exc)) from None
+        if key == "parameters" and isinstance(value, dict):
+            from emit_iad.param_rules import nest
+
+            # runtime `evaluation.mmad_json=…` arrives dotted: into its section, which the
+            # nodes read whole (`params:evaluation`)
+            value = nest(value)
+        return value
 
     def _locate(self, key: str, exc: yaml.MarkedYAMLError) -> str:
         patterns = self.config_patterns.get(key, [])

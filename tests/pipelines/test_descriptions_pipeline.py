@@ -33,7 +33,7 @@ def test_offline_default_writes_template_descriptions(project):
     run = runs["descriptions"]
     assert run.info.status == "FINISHED"
     assert run.data.metrics["descriptions.rows.defect"] == 19
-    assert run.data.params["descriptions.backend"] == "template"
+    assert run.data.params["descriptions.llm.model"] == "gpt-4o"  # what conf/base sets
 
 
 def test_openai_backend_with_credentials_never_leaks_the_key(project):
