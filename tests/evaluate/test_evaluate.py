@@ -199,6 +199,32 @@ class Interrupting:
         return self.inner.answer(records)
 
 
+class Recording:
+    """An answerer that keeps each batch it was asked."""
+
+    def __init__(self, inner):
+        self.inner, self.batches = inner, []
+
+    def answer(self, records):
+        self.batches.append([r["type"] for r in records])
+        return self.inner.answer(records)
+
+
+def test_batches_hold_alike_questions_and_answers_come_in_benchmark_order(
+        bench, tiny_vlm, tmp_path):  # fmt: skip
+    questions, _ = load_benchmark(bench / "mmad.json", bench)
+    questions = questions.sample(frac=1.0, random_state=0).reset_index(drop=True)  # types mixed
+    answerer = Recording(LocalAnswerer(tiny_vlm, PromptConfig(), batch_size=4, max_new_tokens=6))
+    answers, _ = run_benchmark(questions, answerer, tmp_path / "a.jsonl", batch_size=4)
+    assert [a["id"] for a in answers] == list(questions.id)  # MMAD's scoring reads this order
+    asked = [t for batch in answerer.batches for t in batch]
+    assert asked == sorted(asked)  # one type after another
+    # each answer is the one its own question gets when asked alone
+    alone = LocalAnswerer(tiny_vlm, PromptConfig(), batch_size=1, max_new_tokens=6)
+    for a, (_, r) in list(zip(answers, questions.iterrows(), strict=True))[:6]:
+        assert a["raw"] == alone.answer([r])[0]
+
+
 def test_an_interrupted_run_resumes_and_equals_an_uninterrupted_one(bench, tiny_vlm, tmp_path):
     questions, _ = load_benchmark(bench / "mmad.json", bench)
     answerer = LocalAnswerer(tiny_vlm, PromptConfig(), batch_size=4, max_new_tokens=6)

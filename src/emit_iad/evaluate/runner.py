@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from emit_iad.mmad import protocol as p
+from emit_iad.mmad.batching import batch_order
 from emit_iad.mmad.format import entry_rows, read_mmad
 from emit_iad.mmad.parsing import parse_answer
 from emit_iad.sources.images import ImageReadError, check_readable
@@ -124,6 +125,7 @@ def run_benchmark(
     work_file.parent.mkdir(parents=True, exist_ok=True)
     done = _read_done(work_file)
     todo = questions[~questions.id.isin(done)]
+    todo = todo.iloc[batch_order([r for _, r in todo.iterrows()])]
     chunks = [todo.iloc[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     asked = 0
     with work_file.open("a") as fh:

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from emit_iad.mmad.batching import batch_order
 from emit_iad.mmad.parsing import is_well_formed, parse_answer
 from emit_iad.train.harness import whole_parameters
 from emit_iad.train.world import is_main_process
@@ -52,6 +53,7 @@ def validate(
     if vlm.fewshot is not None:
         vlm.fewshot.eval()
     records = [r for _, r in questions.iterrows()]
+    records = [records[i] for i in batch_order(records)]  # alike questions batched together
     rows = []
     tok = vlm.processor.tokenizer
     starts = range(0, len(records), batch_size)
