@@ -8,24 +8,25 @@ the sections). ``--env gpu`` shows what conf/gpu sets instead.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import yaml
 
 from emit_iad.params import help_texts
-from emit_iad.stage_params import CONFIG_CLASSES, config_class
+from emit_iad.stage_params import (
+    CONFIG_CLASSES,
+    NESTED,
+    class_defaults,
+    config_class,
+    effective,
+    plain,
+    section_defaults,
+)
 
 
 def defaults(config_cls: type) -> dict:
     """Each field's default value (factories called)."""
-    out = {}
-    for f in dataclasses.fields(config_cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
+    return class_defaults(config_cls)
 
 
 def yaml_section(folder: str | Path, section: str) -> dict:
@@ -40,20 +41,32 @@ def yaml_section(folder: str | Path, section: str) -> dict:
     return out
 
 
+def sections() -> list[str]:
+    """Every section and nested block with a typed config of its own."""
+    return sorted({*CONFIG_CLASSES, *NESTED})
+
+
+def _effective_parent(section: str, conf: Path, env: str) -> dict | None:
+    """The effective settings of a nested block's section in conf/base + conf/<env>."""
+    if "." not in section:
+        return None
+    top = section.split(".", 1)[0]
+    merged = {**yaml_section(conf / "base", top)}
+    if env != "base":
+        merged.update(yaml_section(conf / env, top))
+    return effective({top: merged}).get(top)
+
+
 def rows(section: str, conf: str | Path = "conf", env: str = "base") -> list[dict]:
-    """One row per setting: name, default, the value ``conf/<env>`` sets (or None), help."""
+    """One row per setting: name, default (a nested block's with what its section gives it),
+    the value ``conf/<env>`` sets (or ...), help."""
+    conf = Path(conf)
     cls = config_class(section)
-    set_here = yaml_section(Path(conf) / env, section)
+    set_here = yaml_section(conf / env, section)
+    values = section_defaults(section, _effective_parent(section, conf, env))
+    texts = help_texts(cls)
     return [{"setting": name, "default": value, "set": set_here.get(name, ...),
-             "help": help_texts(cls)[name]} for name, value in defaults(cls).items()]  # fmt: skip
-
-
-def _plain(value):
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+             "help": texts[name]} for name, value in values.items()]  # fmt: skip
 
 
 def restated(conf: str | Path = "conf", env: str = "base") -> list[str]:
@@ -61,12 +74,12 @@ def restated(conf: str | Path = "conf", env: str = "base") -> list[str]:
     one (a default lives in the typed config only); in another environment a key may repeat
     the default where conf/base changes it (the environment undoes the offline value)."""
     problems = []
-    for section in CONFIG_CLASSES:
+    for section in sections():
         base = yaml_section(Path(conf) / "base", section)
         for r in rows(section, conf, env):
-            if r["set"] is ... or _plain(r["set"]) != _plain(r["default"]):
+            if r["set"] is ... or plain(r["set"]) != plain(r["default"]):
                 continue
-            if env != "base" and r["setting"] in base and _plain(base[r["setting"]]) != _plain(
+            if env != "base" and r["setting"] in base and plain(base[r["setting"]]) != plain(
                     r["default"]):  # fmt: skip
                 continue
             problems.append(f"conf/{env}: {section}.{r['setting']}: {r['set']!r} is the "
@@ -84,11 +97,11 @@ def render(section: str, conf: str | Path = "conf", env: str = "base") -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m emit_iad.config_help")
-    parser.add_argument("section", nargs="?", choices=sorted(CONFIG_CLASSES))
+    parser.add_argument("section", nargs="?", choices=sections())
     parser.add_argument("--env", default="base", help="conf folder whose values to mark")
     args = parser.parse_args(argv)
     if args.section is None:
-        print("sections: " + ", ".join(sorted(CONFIG_CLASSES)))
+        print("sections: " + ", ".join(sections()))
         return
     print(render(args.section, env=args.env))
 

@@ -13,7 +13,8 @@ from kedro.io import MemoryDataset
 from emit_iad import tracking
 from emit_iad.atomic import OutputsBackup, recover_all
 from emit_iad.config_loader import environments
-from emit_iad.stage_params import locator, validate
+from emit_iad.param_rules import nest
+from emit_iad.stage_params import defaulted, effective, locator, validate
 from emit_iad.train.world import is_main_process
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ class StartupHook:
 
     def __init__(self):
         self._tagged = False
+        self._parameters: dict = {}
+        self._read: set[str] = set()
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -182,10 +185,10 @@ class StartupHook:
                 if name.startswith("params:")}  # fmt: skip
         # every section: the read ones by their typed configs, all by the rules (a typo in a
         # section this pipeline does not read, `--params ingestoin.on_error=skip`, is named)
-        validate(dict(catalog.load("parameters")),
-                 locator(project / settings.CONF_SOURCE, run_params.get("env"),
-                         run_params.get("runtime_params")), read)  # fmt: skip
-        self._tagged = False
+        parameters = dict(catalog.load("parameters"))
+        validate(parameters, locator(project / settings.CONF_SOURCE, run_params.get("env"),
+                                     run_params.get("runtime_params")), read)  # fmt: skip
+        self._tagged, self._parameters, self._read = False, nest(parameters), read
         if not is_main_process():
             return
         recover_all(project / "data")
@@ -204,4 +207,17 @@ class StartupHook:
         run = mlflow.active_run()
         if run is not None:
             tracking.tag_process(run.info.run_id)
+            self._log_defaults()
         self._tagged = True
+
+    def _log_defaults(self) -> None:
+        """The settings the YAML leaves to their typed defaults, beside the ones kedro-mlflow
+        logs, and every read section's effective settings as ``params/effective.yml``."""
+        read, parameters = self._read, self._parameters
+        if not read:
+            return
+        values = {k: str(v)[: tracking.MAX_PARAM_LENGTH]
+                  for k, v in defaulted(parameters, read).items()}  # fmt: skip
+        mlflow.log_params(values)
+        sections = {k: v for k, v in effective(parameters).items() if k in read}
+        mlflow.log_dict(sections, "params/effective.yml")

@@ -143,6 +143,13 @@ def setting(default=None, help: str = "", *, factory=None):
     return dataclasses.field(default=default, metadata=meta)
 
 
+def required(help: str):
+    """A typed-config field without a default (the YAML must set it), with its help."""
+    import dataclasses
+
+    return dataclasses.field(metadata={"help": help})
+
+
 def help_texts(config_cls: type) -> dict[str, str]:
     """Each field of a typed config and its help text ('' where it has none)."""
     import dataclasses

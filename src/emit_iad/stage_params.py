@@ -7,6 +7,7 @@ types, values out of range); this module finds who set the offending key.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,12 +60,93 @@ CONFIG_CLASSES = {
     "ablation": ("emit_iad.experiments.ablation", "AblationConfig"),
 }
 NODE_KEYS = {"sft": ("checkpoint_dir",), "grpo": ("checkpoint_dir",)}  # the node's, not the loop's
+# blocks inside a section that a typed config of their own reads
+NESTED = {
+    "ingestion.synthetic": ("emit_iad.sources.synthetic", "SyntheticConfig"),
+    "descriptions.llm": ("emit_iad.llm_api.client", "ClientConfig"),
+    "model.tiny": ("emit_iad.vlm.tiny", "TinyModelConfig"),
+    "model.fewshot": ("emit_iad.vlm.fewshot", "FewShotConfig"),
+    "sft.prompt": ("emit_iad.vlm.chat", "PromptConfig"),
+    "grpo.prompt": ("emit_iad.vlm.chat", "PromptConfig"),
+    "evaluation.prompt": ("emit_iad.vlm.chat", "PromptConfig"),
+    "evaluation.llm": ("emit_iad.llm_api.client", "ClientConfig"),
+}
+# what the section's code gives a nested block before the YAML's keys, from the section's
+# effective settings (SFTConfig.prompt_config, GRPOConfig.prompt_config, make_answerer)
+CONTEXT = {
+    "sft.prompt": lambda sft: {"answer_format": sft["answer_format"]},
+    "grpo.prompt": lambda grpo: {"answer_format": "think"},
+    "evaluation.llm": lambda ev: {
+        "model": None, "temperature": 0.0, "max_tokens": ev["max_new_tokens"],
+        "json_mode": False,
+    },  # model: each openai:<model> of evaluation.models
+}
 
 
 def config_class(section: str) -> type:
-    """The typed config of a section (imported on demand)."""
-    module, name = CONFIG_CLASSES[section]
+    """The typed config of a section or of a nested block (imported on demand)."""
+    module, name = CONFIG_CLASSES.get(section) or NESTED[section]
     return getattr(importlib.import_module(module), name)
+
+
+def class_defaults(config_cls: type) -> dict:
+    """Each field's default value (factories called; a required field has none)."""
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def plain(value):
+    """YAML's and MLflow's form of a typed value: tuples as lists, recursively."""
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def section_defaults(section: str, parent: dict | None = None) -> dict:
+    """The defaults of a section or a nested block; a block's with what its section's code
+    gives it (``CONTEXT``, from the section's effective settings ``parent``)."""
+    out = class_defaults(config_class(section))
+    if section in CONTEXT and parent is not None:
+        out.update(CONTEXT[section](parent))
+    return out
+
+
+def effective(parameters: dict) -> dict[str, dict]:
+    """Every setting of every section as the stages use it: each typed default, then what the
+    YAML (and ``--params``) set, nested blocks completed the same way (plain values)."""
+    out: dict[str, dict] = {}
+    for section in (s for s in CONFIG_CLASSES if "." not in s):
+        given = parameters.get(section)
+        if not isinstance(given, dict):
+            continue
+        drop = NODE_KEYS.get(section, ())
+        values = {**section_defaults(section), **{k: v for k, v in given.items()
+                                                  if k not in drop}}  # fmt: skip
+        for dotted in (d for d in (*NESTED, *CONFIG_CLASSES) if d.startswith(f"{section}.")):
+            key = dotted.split(".", 1)[1]
+            if isinstance(values.get(key) or {}, dict):
+                values[key] = {**section_defaults(dotted, values), **(values.get(key) or {})}
+        out[section] = plain(values)
+    return out
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (kedro-mlflow's names for parameters)."""
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 def stage_configs() -> dict[str, Callable[[dict], object]]:
@@ -160,3 +242,19 @@ def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None 
             problems.append(line)
     if problems:
         raise ParamError("invalid parameters, nothing was run:\n  " + "\n  ".join(problems))
+
+
+def defaulted(parameters: dict, read) -> dict[str, object]:
+    """The settings of the sections in ``read`` that no YAML key or ``--params`` set, with the
+    value each stage uses (its typed default), flattened as kedro-mlflow names parameters. It
+    logs only the keys given, so a run's MLflow page would otherwise lack every default."""
+    from emit_iad.param_rules import nest
+
+    parameters = nest(parameters)
+    out: dict[str, object] = {}
+    for section, values in effective(parameters).items():
+        if section not in read:
+            continue
+        given = flatten({section: parameters.get(section) or {}})
+        out.update({k: v for k, v in flatten({section: values}).items() if k not in given})
+    return out

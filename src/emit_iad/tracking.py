@@ -19,6 +19,7 @@ import mlflow
 from emit_iad.atomic import pid_alive
 
 log = logging.getLogger(__name__)
+MAX_PARAM_LENGTH = 6000  # MLflow's longest parameter value (kedro-mlflow truncates the same)
 HOST_TAG, PID_TAG = "emit_iad.host", "emit_iad.pid"
 # (table, column) holding artifact paths in MLflow's SQL schema; absent ones are skipped
 _PATH_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),

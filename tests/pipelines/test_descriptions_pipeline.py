@@ -1,7 +1,11 @@
 """`descriptions` in a real Kedro session: offline default, and openai against a local server."""
 
+from pathlib import Path
+
+import mlflow
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import edit_params
@@ -33,7 +37,18 @@ def test_offline_default_writes_template_descriptions(project):
     run = runs["descriptions"]
     assert run.info.status == "FINISHED"
     assert run.data.metrics["descriptions.rows.defect"] == 19
-    assert run.data.params["descriptions.llm.model"] == "gpt-4o"  # what conf/base sets
+    # every effective setting is logged: conf/base's (by kedro-mlflow) and the typed defaults
+    # conf/base leaves out (by StartupHook), each under the name kedro-mlflow gives
+    assert run.data.params["descriptions.llm.max_requests"] == "2000"  # set by conf/base
+    assert run.data.params["descriptions.llm.model"] == "gpt-4o"  # ClientConfig's default
+    assert run.data.params["descriptions.llm.temperature"] == "0.2"
+    assert "ingestion.workers" not in run.data.params  # a section this pipeline does not read
+    effective = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="params/effective.yml",
+        tracking_uri=f"sqlite:///{project / 'mlflow.db'}")).read_text())  # fmt: skip
+    assert set(effective) == {"descriptions"}
+    assert effective["descriptions"]["llm"]["max_attempts"] == 3
+    assert effective["descriptions"]["llm"]["max_requests"] == 2000
 
 
 def test_openai_backend_with_credentials_never_leaks_the_key(project):

@@ -17,14 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import openai
 
 from emit_iad.llm_api.budget import DEFAULT_PRICING, Budget, BudgetExceeded, DeadlineExceeded
 from emit_iad.llm_api.cache import ReplyCache, request_key
-from emit_iad.params import reject_unknown
+from emit_iad.params import reject_unknown, setting
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,22 +92,28 @@ def parse_json_object(text: str | None) -> dict[str, Any]:
 class ClientConfig:
     """Endpoint, sampling and limits; mirrors the ``llm`` block of a stage's parameters."""
 
-    model: str = "gpt-4o"
-    base_url: str | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 6  # transport retries inside the openai client
-    max_attempts: int = 3  # asks per item when a reply is invalid or a refusal
-    concurrency: int = 4
-    temperature: float = 0.2
-    max_tokens: int = 700
-    json_mode: bool = True
-    max_requests: int | None = None
-    max_cost_usd: float | None = None
-    # seconds for all of a stage's requests: then nothing new is sent, and the stage stops with
-    # what is cached (a hanging endpoint otherwise costs attempts × retries × timeout_s each)
-    deadline_s: float | None = None
-    cache_dir: str = "data/cache/llm"
-    pricing: dict[str, Sequence[float]] = field(default_factory=dict)
+    model: str = setting("gpt-4o", "the endpoint's model name")
+    base_url: str | None = setting(
+        None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (null: OpenAI's)")
+    timeout_s: float = setting(60.0, "seconds per request before it is retried")
+    max_retries: int = setting(
+        6, "transport retries inside the openai client (429, 5xx, timeouts), with backoff")
+    max_attempts: int = setting(3, "asks per item when a reply is invalid or a refusal")
+    concurrency: int = setting(4, "requests in flight")
+    temperature: float = setting(0.2, "sampling temperature")
+    max_tokens: int = setting(700, "reply cap in tokens")
+    json_mode: bool = setting(True, "ask for a JSON object (response_format)")
+    max_requests: int | None = setting(
+        None, "budget: the stage stops cleanly after this many requests (null: no limit)")
+    max_cost_usd: float | None = setting(
+        None, "budget in US dollars from the replies' token usage and pricing (null: none)")
+    # a hanging endpoint otherwise costs attempts × retries × timeout_s per item
+    deadline_s: float | None = setting(
+        None, "seconds for all of a stage's requests, then it stops with what is cached")
+    cache_dir: str = setting(
+        "data/cache/llm", "content-addressed reply cache: a rerun never pays twice")
+    pricing: dict[str, Sequence[float]] = setting(
+        factory=dict, help="model -> [input, output] US dollars per million tokens")
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_attempts < 1 or self.max_retries < 0:

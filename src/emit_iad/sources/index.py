@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from emit_iad.params import required, setting
 from emit_iad.sources.candidates import Candidate
 from emit_iad.sources.errors import PARAMS_FILE, IngestionError, skip_hint
 from emit_iad.sources.images import ImageReadError, array_digest, load_mask, load_rgb
@@ -44,12 +45,18 @@ class SourceConfig:
     as text, and everything else is test material only (``mmad.splits``).
     """
 
-    name: str
-    layout: str
-    root: str
-    objects: tuple[str, ...] | None = None
-    defect_images: bool = True
-    options: tuple[tuple[str, object], ...] = ()  # the layout's own settings (LAYOUT_OPTIONS)
+    name: str = required("the dataset's name in the image index and the reports")
+    layout: str = required(
+        "folder layout: mvtec_ad | visa | mvtec_loco | mpdd | goodsad | real_iad | vision | "
+        "synthetic")
+    root: str = required("the dataset's folder")
+    objects: tuple[str, ...] | None = setting(None, "object folders to index (null: all)")
+    defect_images: bool = setting(
+        True, "true: its defective images are trained on | false: normal training images "
+        "only, defects as text (EMIT's role for MMAD's own sources)")
+    options: tuple[tuple[str, object], ...] = setting(
+        (), "the layout's own settings (LAYOUT_OPTIONS: real_iad resolution, json_dir; vision "
+        "mask_dir)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layout", normalise_layout(self.layout))

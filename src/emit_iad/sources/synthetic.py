@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from emit_iad.atomic import atomic_directory
+from emit_iad.params import setting
 
 Array = np.ndarray
 
@@ -35,13 +36,16 @@ Array = np.ndarray
 class SyntheticConfig:
     """What to generate; mirrors ``ingestion.synthetic`` in parameters_ingestion.yml."""
 
-    seed: int = 0
-    image_size: int = 128
-    objects: tuple[str, ...] = ("wood", "washer", "tablet", "screw")
-    n_train_good: int = 24
-    n_test_good: int = 12
-    n_test_per_defect: int = 8
-    defects: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per object; empty = all
+    seed: int = setting(0, "the generator's seed: the same seed, the same images")
+    image_size: int = setting(128, "side of each image in pixels (at least 32)")
+    objects: tuple[str, ...] = setting(
+        ("wood", "washer", "tablet", "screw"), "objects to generate: wood, washer, tablet, "
+        "screw, fabric")
+    n_train_good: int = setting(24, "normal images per object in train/good")
+    n_test_good: int = setting(12, "normal images per object in test/good")
+    n_test_per_defect: int = setting(8, "defective images per object and defect type in test/")
+    defects: dict[str, tuple[str, ...]] = setting(
+        factory=dict, help="object -> the defect types to generate (unlisted object: all)")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.objects) - set(OBJECTS))

@@ -28,6 +28,7 @@ from cachetools import LRUCache, cached
 from PIL import Image
 
 from emit_iad.mmad.protocol import ANOMALY_DETECTION, DEFECT_TYPES, LETTERS, TEXT_QUERY_PREFIX
+from emit_iad.params import setting
 from emit_iad.sources.images import load_rgb
 from emit_iad.vlm.encoding import ENCODINGS, assemble, encode_one, keeps
 from emit_iad.vlm.families import DEFAULT as DEFAULT_FAMILY
@@ -84,11 +85,13 @@ EMIT_THINK = (
 class PromptConfig:
     """How questions are asked; mirrors the ``prompt`` block of the stages' parameters."""
 
-    k_shot: int = 1
-    template_source: str = "similar"  # similar | random
-    answer_format: str = "plain"  # plain | think
-    domain_knowledge: bool = False
-    protocol: str = "mmad"  # mmad | emit (module docstring)
+    k_shot: int = setting(1, "normal template images shown before the query (MMAD: 1)")
+    template_source: str = setting(
+        "similar", "similar: the most alike normal images | random (MMAD's two settings)")
+    answer_format: str = setting(
+        "plain", "plain: the option letter | think: <think>...</think><answer>...</answer>")
+    domain_knowledge: bool = setting(False, "MMAD's domain knowledge of the object in the prompt")
+    protocol: str = setting("mmad", "mmad | emit: EMIT's prompt wording (module docstring)")
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from emit_iad.params import setting
 from emit_iad.vlm.vision import patch_features
 
 
@@ -27,19 +28,22 @@ from emit_iad.vlm.vision import patch_features
 class FewShotConfig:
     """Mirrors ``model.fewshot`` in parameters_model.yml."""
 
-    layers: tuple[int, ...] = (1, 2)  # vision hidden states to use (InternViT-8B: 4, 8, 16, 20)
-    window: int = 6  # neighbourhood half-width in patches
-    n_soft: int = 9  # soft-prompt tokens
+    enabled: bool = setting(True, "false: no soft prompt, the plain VLM (vlm/build.py)")
+    layers: tuple[int, ...] = setting(
+        (1, 2), "vision hidden states compared (0 = patch embeddings; InternVL3-8B: 4, 8, 16, 20)")
+    window: int = setting(6, "neighbourhood half-width in patches")
+    n_soft: int = setting(9, "soft-prompt tokens")
     # One extra token: the projector's features max-pooled over the map. Not in EMIT; an 8B
     # LLM finds the hottest patch by itself, a 2-layer one learns it far faster from this token.
-    peak_token: bool = False
+    peak_token: bool = setting(False, "+ the heat tokens max-pooled (not in EMIT)")
     # GELU + 1×1 conv after EMIT's conv, and each heat token told where it lies (a conv over
     # the patch coordinates, added). The first layer's RMSNorm erases a token's length, and a
     # linear projector puts "how hot" mostly into the length; the nonlinearity turns it into a
     # direction. Not in EMIT, whose 8B LLM copes; the tiny one learns nothing without it.
-    projector_mlp: bool = False
-    rotations: tuple[int, ...] = (0, 1, 2, 3)  # template rotations, in quarter turns
-    question_types: tuple[str, ...] = ("Anomaly Detection", "Defect Localization")
+    projector_mlp: bool = setting(False, "+ GELU and a 1x1 conv after EMIT's conv (not in EMIT)")
+    rotations: tuple[int, ...] = setting((0, 1, 2, 3), "template rotations, in quarter turns")
+    question_types: tuple[str, ...] = setting(
+        ("Anomaly Detection", "Defect Localization"), "question types given the soft prompt")
 
     @classmethod
     def from_dict(cls, d: dict) -> FewShotConfig:

@@ -22,6 +22,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from emit_iad.params import setting
+
 FEWSHOT_TOKEN = "<FS_PROMPT>"  # placeholder replaced by EMIT's soft prompt + heatmap tokens
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>",
@@ -46,19 +48,20 @@ CHAT_TEMPLATE = (
 class TinyModelConfig:
     """Size knobs; mirrors ``model.tiny`` in parameters_model.yml."""
 
-    vocab_size: int = 2000
-    hidden_size: int = 128
-    text_layers: int = 2
-    text_heads: int = 4
-    text_kv_heads: int = 2
-    text_intermediate: int = 256
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 4
-    vision_intermediate: int = 128
-    image_size: int = 64
-    patch_size: int = 8
-    seed: int = 0
+    vocab_size: int = setting(2000, "tokenizer vocabulary, trained on the project's texts")
+    hidden_size: int = setting(128, "the LLM's width (Qwen2 layout)")
+    text_layers: int = setting(2, "LLM decoder layers")
+    text_heads: int = setting(4, "LLM attention heads")
+    text_kv_heads: int = setting(2, "LLM key/value heads (grouped-query attention)")
+    text_intermediate: int = setting(256, "LLM MLP width")
+    vision_hidden: int = setting(64, "vision tower width (InternViT layout)")
+    vision_layers: int = setting(2, "vision tower layers")
+    vision_heads: int = setting(4, "vision tower attention heads")
+    vision_intermediate: int = setting(128, "vision tower MLP width")
+    image_size: int = setting(
+        64, "the vision tower's input side in pixels (a multiple of 2 patches)")
+    patch_size: int = setting(8, "patch side in pixels")
+    seed: int = setting(0, "seed of the random initial weights")
 
     def __post_init__(self) -> None:
         if self.image_size % (2 * self.patch_size):
