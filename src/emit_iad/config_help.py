@@ -23,10 +23,7 @@ from emit_iad.stage_params import (
     section_defaults,
 )
 
-
-def defaults(config_cls: type) -> dict:
-    """Each field's default value (factories called)."""
-    return class_defaults(config_cls)
+defaults = class_defaults  # each field's default value (factories called)
 
 
 def yaml_section(folder: str | Path, section: str) -> dict:

@@ -216,8 +216,7 @@ class StartupHook:
         read, parameters = self._read, self._parameters
         if not read:
             return
-        values = {k: str(v)[: tracking.MAX_PARAM_LENGTH]
-                  for k, v in defaulted(parameters, read).items()}  # fmt: skip
-        mlflow.log_params(values)
         sections = {k: v for k, v in effective(parameters).items() if k in read}
+        mlflow.log_params({k: str(v)[: tracking.MAX_PARAM_LENGTH]
+                           for k, v in defaulted(parameters, read, sections).items()})  # fmt: skip
         mlflow.log_dict(sections, "params/effective.yml")

@@ -244,17 +244,18 @@ def validate(sections: dict[str, dict], where: Callable[[str, str], str] | None 
         raise ParamError("invalid parameters, nothing was run:\n  " + "\n  ".join(problems))
 
 
-def defaulted(parameters: dict, read) -> dict[str, object]:
+def defaulted(parameters: dict, read, values: dict[str, dict] | None = None) -> dict[str, object]:
     """The settings of the sections in ``read`` that no YAML key or ``--params`` set, with the
     value each stage uses (its typed default), flattened as kedro-mlflow names parameters. It
-    logs only the keys given, so a run's MLflow page would otherwise lack every default."""
+    logs only the keys given, so a run's MLflow page would otherwise lack every default.
+    ``values``: :func:`effective` of ``parameters`` where the caller has it already."""
     from emit_iad.param_rules import nest
 
     parameters = nest(parameters)
     out: dict[str, object] = {}
-    for section, values in effective(parameters).items():
+    for section, used in (values or effective(parameters)).items():
         if section not in read:
             continue
         given = flatten({section: parameters.get(section) or {}})
-        out.update({k: v for k, v in flatten({section: values}).items() if k not in given})
+        out.update({k: v for k, v in flatten({section: used}).items() if k not in given})
     return out
