@@ -90,3 +90,20 @@ def test_splits_of_roles_by_hand():
     assert (out[:9] != "test").all() and (out[9:] == "test").all()
     # 3 of the 9 kept as templates; the other 6 split 0.8 / 0.2 (train : val renormalised)
     assert out[:9].value_counts().to_dict() == {"template": 3, "train": 5, "val": 1}
+
+
+def test_another_sources_role_leaves_this_sources_questions_as_they_were(roles):
+    index, desc, sets = roles
+    flipped = index.assign(defect_images=index.defect_images | (index.dataset == "text-only"))
+    again = build_question_sets(flipped, desc, QAConfig(holdout_objects=("fabric",))).questions
+    cols = ["id", "split", "question", "options", "answer", "similar_templates",
+            "random_templates", "query_text"]  # fmt: skip
+
+    def own(q):
+        q = q[q.dataset == "synthetic"].sort_values(["id", "type"])[cols]
+        return q.map(lambda v: tuple(v) if hasattr(v, "__len__") and not isinstance(v, str)
+                     else v).reset_index(drop=True)  # fmt: skip
+
+    tablet = again[again.object == "tablet"]
+    assert tablet[tablet.split == "train"].defect.notna().any()  # the flip took effect
+    pd.testing.assert_frame_equal(own(sets.questions), own(again))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -163,10 +164,11 @@ def build_question_sets(
     seen = without_objects(catalog, set(config.holdout_objects))  # training's distractors
     fillers = fillers_without(config.holdout_objects)
     drafts = []
-    rng = np.random.default_rng(config.seed)
     for i, img in index.iterrows():
         if splits[i] in (TEMPLATE, EXCLUDED):
             continue
+        # a generator per image: another source's images or roles leave this one's questions
+        rng = np.random.default_rng([config.seed, zlib.crc32(keys[img.image_path].encode())])
         base = {
             "id": keys[img.image_path], "split": splits[i], "dataset": img.dataset,
             "object": img.object, "query_image": img.image_path, "query_key": keys[img.image_path],

@@ -131,7 +131,8 @@ def balanced_positions(count: int, n_options: int, rng: np.random.Generator) -> 
 
 
 def finalize(drafts: list[Draft], seed: int) -> tuple[pd.DataFrame, list[dict]]:
-    """Order options with balanced answer letters; drop drafts short of options (reported)."""
+    """Order options with answer letters balanced per split, source and type; drop drafts short
+    of options (reported)."""
     rows, skipped = [], []
     groups: dict[tuple, list[tuple[Draft, list[str]]]] = defaultdict(list)
     for d in drafts:
@@ -140,10 +141,11 @@ def finalize(drafts: list[Draft], seed: int) -> tuple[pd.DataFrame, list[dict]]:
             reason = f"fewer than {d.n_options} distinct options"
             skipped.append({**_where(d.row), "reason": reason})
             continue
-        groups[(d.row["split"], d.row["type"], d.n_options)].append((d, opts))
+        # balanced per source too: one source's questions keep their letters when another changes
+        groups[(d.row["split"], d.row["dataset"], d.row["type"], d.n_options)].append((d, opts))
     for key in sorted(groups):
         items = groups[key]
-        positions = balanced_positions(len(items), key[2], _rng(seed, *key))
+        positions = balanced_positions(len(items), key[3], _rng(seed, *key))
         for (d, opts), pos in zip(items, positions, strict=True):
             answer, rest = opts[0], opts[1:]
             ordered = [*rest[:pos], answer, *rest[pos:]]

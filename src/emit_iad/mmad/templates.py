@@ -17,13 +17,14 @@ from PIL import Image
 from emit_iad.sources.images import load_rgb
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
+SIMILARITY_DECIMALS = 6  # far above float64's rounding (1e-16), far below real differences
 
 
 def thumbnail_embeddings(paths: Sequence[str], side: int = 16) -> np.ndarray:
     """(N, side*side*3) unit vectors; mean-centred per image so overall brightness matters less."""
     vecs = np.zeros((len(paths), side * side * 3), dtype=np.float32)
-    for i, path in enumerate(paths):
-        arr = np.asarray(load_rgb(path).resize((side, side), Image.BILINEAR), np.float32)
+    for i, path in enumerate(paths):  # float64 inside: the same vector on every CPU's SIMD
+        arr = np.asarray(load_rgb(path).resize((side, side), Image.BILINEAR), np.float64)
         v = arr.ravel() - arr.mean()
         vecs[i] = v / (np.linalg.norm(v) + 1e-8)
     return vecs
@@ -35,15 +36,19 @@ def top_k_similar(
     """Indices (Q, k') of the ``k`` candidates with the highest cosine to each query.
 
     ``exclude`` (Q, C) bool marks pairs never to choose (a query is never its own template).
-    Ties break by candidate order. ``k' = min(k, C)``.
+    Cosines are compared to ``SIMILARITY_DECIMALS`` decimals, and ties break by candidate
+    order: near-ties (seen 6e-8 apart among synthetic images) would otherwise break by how the
+    machine's matrix product rounds (float32 differs by up to 1.6e-6 from float64), so two CPUs
+    would pick different templates. ``k' = min(k, C)``.
 
     >>> q = np.array([[1.0, 0.0]]); c = np.array([[0.0, 1.0], [1.0, 0.1], [0.9, 0.0]])
     >>> top_k_similar(q, c, 2).tolist()
     [[2, 1]]
     """
+    query, candidates = np.asarray(query, np.float64), np.asarray(candidates, np.float64)
     qn = query / (np.linalg.norm(query, axis=1, keepdims=True) + 1e-8)
     cn = candidates / (np.linalg.norm(candidates, axis=1, keepdims=True) + 1e-8)
-    sims = qn @ cn.T
+    sims = np.round(qn @ cn.T, SIMILARITY_DECIMALS)
     if exclude is not None:
         sims = np.where(exclude, -np.inf, sims)
     k = min(k, candidates.shape[0])
