@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from emit_iad.mmad.questions import (
     fillers_without,
     finalize,
     image_drafts,
+    keyed_rng,
     validate_questions,
     without_objects,
 )
@@ -168,7 +168,7 @@ def build_question_sets(
         if splits[i] in (TEMPLATE, EXCLUDED):
             continue
         # a generator per image: another source's images or roles leave this one's questions
-        rng = np.random.default_rng([config.seed, zlib.crc32(keys[img.image_path].encode())])
+        rng = keyed_rng(config.seed, keys[img.image_path])
         base = {
             "id": keys[img.image_path], "split": splits[i], "dataset": img.dataset,
             "object": img.object, "query_image": img.image_path, "query_key": keys[img.image_path],

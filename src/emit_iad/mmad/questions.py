@@ -86,7 +86,8 @@ class Knowledge:
         self.instances = d[d.kind == "instance"]
 
 
-def _rng(seed: int, *parts: object) -> np.random.Generator:
+def keyed_rng(seed: int, *parts: object) -> np.random.Generator:
+    """A generator of its own for ``seed`` and ``parts`` (joined by "/")."""
     return np.random.default_rng([seed, zlib.crc32("/".join(map(str, parts)).encode())])
 
 
@@ -145,7 +146,7 @@ def finalize(drafts: list[Draft], seed: int) -> tuple[pd.DataFrame, list[dict]]:
         groups[(d.row["split"], d.row["dataset"], d.row["type"], d.n_options)].append((d, opts))
     for key in sorted(groups):
         items = groups[key]
-        positions = balanced_positions(len(items), key[3], _rng(seed, *key))
+        positions = balanced_positions(len(items), key[3], keyed_rng(seed, *key))
         for (d, opts), pos in zip(items, positions, strict=True):
             answer, rest = opts[0], opts[1:]
             ordered = [*rest[:pos], answer, *rest[pos:]]
